@@ -1,0 +1,52 @@
+"""The supervisor as a bootstep of the worker that consumes the ``supervisor`` queue.
+
+``celery -A enrgdaq worker -Q supervisor`` starts a worker like any other; this
+step notices the queue and, in the worker's main process, loads the config
+directory (``ENRGDAQ_CONFIG_DIR``, default ``configs/``), starts this node's
+ZMQ proxy, registers and dispatches the jobs, and listens for failed tasks.
+The beat ticks then run in this worker's pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import bootsteps
+
+from enrgdaq.control.ticker import SUPERVISOR_ID_ENV
+
+logger = logging.getLogger(__name__)
+
+SUPERVISOR_QUEUE = "supervisor"
+CONFIG_DIR_ENV = "ENRGDAQ_CONFIG_DIR"
+
+
+class SupervisorStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    label = "ENRGDAQ supervisor"
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.supervisor: Any = None
+        queues = worker.app.amqp.queues.consume_from or {}
+        self.enabled = SUPERVISOR_QUEUE in queues
+        if not self.enabled:
+            return
+        from enrgdaq.supervisor import Supervisor
+
+        config_dir = os.environ.get(CONFIG_DIR_ENV, "configs/")
+        self.supervisor = Supervisor(daq_job_config_path=config_dir, celery_app=worker.app)
+        # Set before the pool forks, so that the tick tasks know which supervisor they serve.
+        os.environ[SUPERVISOR_ID_ENV] = self.supervisor.supervisor_id
+
+    def start(self, worker: Any) -> None:
+        if self.supervisor is not None:
+            self.supervisor.init()
+
+    def stop(self, worker: Any) -> None:
+        if self.supervisor is not None:
+            self.supervisor.close()
+
+    def shutdown(self, worker: Any) -> None:
+        self.stop(worker)

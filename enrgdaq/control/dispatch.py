@@ -1,0 +1,48 @@
+"""Sending a job's task to its queue, named so that Flower shows which job it is."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from enrgdaq.control.registry import JobRegistry
+
+logger = logging.getLogger(__name__)
+
+RUN_TASK_NAME = "enrgdaq.run_daq_job"
+REDISPATCH_DELAY_SECONDS = 1.0
+
+
+def task_display_name(daq_job_type: str, unique_id: str) -> str:
+    """The name Flower and the worker logs show for a job's task."""
+    return f"{daq_job_type}[{unique_id}]"
+
+
+def dispatch_due(app: Any, registry: JobRegistry, now: float | None = None) -> list[str]:
+    """Send the task of every job whose (re)start is due; returns their unique ids."""
+    sent = []
+    for unique_id in registry.take_due(time.time() if now is None else now):
+        task_id = str(uuid.uuid4())
+        target = registry.prepare_dispatch(unique_id, task_id)
+        if target is None:
+            continue
+        queue, daq_job_type = target
+        try:
+            app.send_task(
+                RUN_TASK_NAME,
+                args=[registry.keys.supervisor_id, unique_id],
+                task_id=task_id,
+                queue=queue,
+                shadow=task_display_name(daq_job_type, unique_id),
+            )
+        except Exception:
+            logger.exception("[%s] could not send its task; retrying in %.0f s", unique_id,
+                             REDISPATCH_DELAY_SECONDS)
+            registry.redis.hset(registry.keys.job(unique_id), "state", "restart_scheduled")
+            registry.reschedule(unique_id, time.time() + REDISPATCH_DELAY_SECONDS)
+            continue
+        logger.info("[%s] dispatched to queue '%s' as task %s", unique_id, queue, task_id)
+        sent.append(unique_id)
+    return sent

@@ -1,0 +1,57 @@
+"""Redis key names of the control plane, all under ``enrgdaq:<supervisor_id>:``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "enrgdaq"
+
+
+@dataclass(frozen=True)
+class Keys:
+    supervisor_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{PREFIX}:{self.supervisor_id}"
+
+    @property
+    def supervisor(self) -> str:
+        """Hash: where this supervisor's proxy and run directory are, its plugins, session."""
+        return f"{self.base}:supervisor"
+
+    @property
+    def supervisor_alive(self) -> str:
+        """String with a TTL, refreshed by every heartbeat tick."""
+        return f"{self.base}:supervisor:alive"
+
+    @property
+    def jobs(self) -> str:
+        """Set of the unique ids of registered jobs."""
+        return f"{self.base}:jobs"
+
+    def job(self, unique_id: str) -> str:
+        """Hash: one job's record (see :mod:`enrgdaq.control.registry`)."""
+        return f"{self.base}:job:{unique_id}"
+
+    def lease(self, unique_id: str) -> str:
+        """String holding the task id of the run that owns the job, with a short TTL."""
+        return f"{self.base}:lease:{unique_id}"
+
+    @property
+    def restarts(self) -> str:
+        """Sorted set: unique id scored by the epoch time it is due to be dispatched."""
+        return f"{self.base}:restarts"
+
+    @property
+    def reconcile_lock(self) -> str:
+        return f"{self.base}:reconcile:lock"
+
+    @property
+    def problems(self) -> str:
+        """Hash: config file name -> error text, for files that define no job."""
+        return f"{self.base}:problems"
+
+
+def supervisor_ids_pattern() -> str:
+    return f"{PREFIX}:*:supervisor"

@@ -1,0 +1,69 @@
+"""The supervisor record: what a job process needs to know about its supervisor.
+
+Written by the supervisor when it starts, read by every job run: where the
+proxy listens, the supervisor's info, which plugin modules to import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import msgspec
+import redis
+
+from enrgdaq.control.keys import Keys
+from enrgdaq.errors import SupervisorNotFoundError
+from enrgdaq.models import SupervisorInfo
+
+SUPERVISOR_ALIVE_TTL_MS = 3000
+
+
+class SupervisorRecord(msgspec.Struct, kw_only=True):
+    supervisor_id: str
+    info: SupervisorInfo
+    xpub_url: str
+    xsub_url: str
+    run_dir: str
+    plugins: list[str] = []
+    config_dir: str = ""
+    hostname: str = ""
+    pid: int = 0
+    session: str = ""
+    started_at: float = 0.0
+    restart_backoff_max_seconds: float = 60.0
+
+    def save(self, client: redis.Redis) -> None:
+        client.set(Keys(self.supervisor_id).supervisor, msgspec.json.encode(self))
+
+    @classmethod
+    def load(cls, client: redis.Redis, supervisor_id: str) -> SupervisorRecord:
+        raw = client.get(Keys(supervisor_id).supervisor)
+        if raw is None:
+            raise SupervisorNotFoundError(
+                f"no supervisor '{supervisor_id}' is registered in Redis; start it with "
+                "`celery -A enrgdaq worker -Q supervisor` or `enrgdaq up CONFIG_DIR`")
+        return msgspec.json.decode(raw if isinstance(raw, bytes) else str(raw).encode(), type=cls)
+
+    @classmethod
+    def load_any(cls, client: redis.Redis) -> list[SupervisorRecord]:
+        found = []
+        for key in client.scan_iter(match="enrgdaq:*:supervisor", count=100):
+            sid = str(key).split(":")[1]
+            found.append(cls.load(client, sid))
+        return found
+
+
+def mark_alive(client: redis.Redis, supervisor_id: str) -> None:
+    client.set(Keys(supervisor_id).supervisor_alive, json.dumps(time.time()), px=SUPERVISOR_ALIVE_TTL_MS)
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def default_run_dir(supervisor_id: str) -> str:
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
+    return os.path.join(base, "enrgdaq", supervisor_id)

@@ -1,0 +1,92 @@
+"""The reconcile pass: notice dead runs, dispatch due restarts.
+
+Runs on every routes tick (10 Hz). A run is dead when the first of these is
+seen: its lease has run out (any host, bounded by the lease TTL), or, on this
+host, its process is gone (milliseconds). The Celery ``task-failed`` event is
+a third, separate path (:mod:`enrgdaq.control.events`). Whichever comes
+first wins; the registry's END script makes the others no-ops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import psutil
+
+from enrgdaq.constants import DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS
+from enrgdaq.control.dispatch import dispatch_due
+from enrgdaq.control.lifecycle import JobState, Outcome
+from enrgdaq.control.registry import JobRecord, JobRegistry
+
+logger = logging.getLogger(__name__)
+
+LOCK_MS = 2000
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+class Reconciler:
+    def __init__(self, registry: JobRegistry, app: Any, hostname: str, backoff_max: float) -> None:
+        self.registry = registry
+        self.app = app
+        self.hostname = hostname
+        self.backoff_max = backoff_max
+
+    def tick(self, now: float | None = None) -> list[JobRecord]:
+        """One pass; returns the records it looked at (for routes)."""
+        now = time.time() if now is None else now
+        client = self.registry.redis
+        if not client.set(self.registry.keys.reconcile_lock, "1", nx=True, px=LOCK_MS):
+            return self.registry.all()
+        try:
+            records = self.registry.all()
+            self._detect_dead(records)
+            dispatch_due(self.app, self.registry, now)
+            self._forget_removed(records)
+            return records
+        finally:
+            client.delete(self.registry.keys.reconcile_lock)
+
+    def _detect_dead(self, records: list[JobRecord]) -> None:
+        live = [r for r in records if r.state.is_live]
+        if not live:
+            return
+        leases = self.registry.leases([r.unique_id for r in live])
+        for record in live:
+            if not leases[record.unique_id]:
+                self._declare_dead(record, "lease expired: no sign of life")
+            elif record.hostname == self.hostname and record.pid and process_gone(record.pid):
+                self._declare_dead(record, f"process {record.pid} is gone")
+
+    def _declare_dead(self, record: JobRecord, why: str) -> None:
+        state = self.registry.end(
+            record.unique_id, record.task_id, Outcome.CRASHED, why,
+            at=record.last_heartbeat, backoff_max=self.backoff_max,
+            alive_seconds=DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS,
+        )
+        if state != "ignored":
+            logger.warning("[%s] %s -> %s", record.unique_id, why, state)
+
+    def _forget_removed(self, records: list[JobRecord]) -> None:
+        for record in records:
+            if record.removed and record.state in (JobState.STOPPED, JobState.CRASHED):
+                self.registry.forget(record.unique_id)
+                logger.info("[%s] removed from the registry", record.unique_id)
+
+
+def routes_of(records: list[JobRecord]) -> dict[str, list[str]]:
+    """Store class name -> unique ids of its running instances."""
+    routes: dict[str, list[str]] = {}
+    for record in records:
+        if record.state is JobState.RUNNING and record.is_store:
+            routes.setdefault(record.daq_job_type, []).append(record.unique_id)
+    return routes

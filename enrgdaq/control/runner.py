@@ -1,0 +1,82 @@
+"""What the ``enrgdaq.run_daq_job`` task does inside its worker process.
+
+One run of one job: claim the job (a lease in Redis, so that a job never
+runs twice whatever Celery redelivers), build the job from its registered
+config, run its ``start()`` until it ends, and record how it ended. The
+record is the only way a restart is decided; Celery's redelivery never is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+
+from enrgdaq.config.loader import load_job_text
+from enrgdaq.control.connection import connect
+from enrgdaq.control.keeper import LeaseKeeper
+from enrgdaq.control.lifecycle import Outcome
+from enrgdaq.control.node import SupervisorRecord, this_host
+from enrgdaq.control.registry import JobRegistry
+from enrgdaq.daq.types import load_plugins
+
+logger = logging.getLogger(__name__)
+
+
+class JobRun:
+    def __init__(self, supervisor_id: str, unique_id: str, task_id: str, redis_url: str | None = None):
+        self.supervisor_id = supervisor_id
+        self.unique_id = unique_id
+        self.task_id = task_id
+        self.registry = JobRegistry(connect(redis_url), supervisor_id)
+
+    def run(self) -> str:
+        claim = self.registry.claim(self.unique_id, self.task_id, os.getpid(), this_host())
+        if claim != "ok":
+            logger.info("[%s] run %s not started: %s", self.unique_id, self.task_id, claim)
+            return f"not started: {claim}"
+        keeper = LeaseKeeper(self.registry, self.unique_id, self.task_id)
+        keeper.start()
+        outcome, error, backoff_max = Outcome.CRASHED, "", 60.0
+        try:
+            supervisor = SupervisorRecord.load(self.registry.redis, self.supervisor_id)
+            backoff_max = supervisor.restart_backoff_max_seconds
+            outcome, error = self._run_job(supervisor, keeper)
+        except BaseException as exc:
+            outcome, error = Outcome.CRASHED, "".join(traceback.format_exception(exc)).strip()
+            logger.error("[%s] crashed: %s", self.unique_id, exc, exc_info=True)
+            raise
+        finally:
+            keeper.close()
+            keeper.write_stats()
+            state = self.registry.end(self.unique_id, self.task_id, outcome, error,
+                                      backoff_max=backoff_max)
+            logger.info("[%s] run ended (%s) -> %s", self.unique_id, outcome.value, state)
+        return outcome.value
+
+    def _run_job(self, supervisor: SupervisorRecord, keeper: LeaseKeeper) -> tuple[Outcome, str]:
+        load_plugins(supervisor.plugins)
+        record = self.registry.get(self.unique_id)
+        if record is None:
+            return Outcome.STOPPED, "job was removed"
+        spec = load_job_text(record.config, record.config_file or f"{self.unique_id}.toml")
+        job = spec.daq_job_cls(
+            spec.config,
+            supervisor_info=supervisor.info,
+            instance_id=record.restarts,
+            raw_config=record.config,
+            zmq_xpub_url=supervisor.xpub_url,
+            zmq_xsub_url=supervisor.xsub_url,
+        )
+        keeper.job = job
+        try:
+            if keeper.stop_requested:
+                job.request_stop()
+            self.registry.mark_running(self.unique_id, self.task_id)
+            logger.info("[%s] running %s (pid %d)", self.unique_id, spec.daq_job_type, os.getpid())
+            job.start()
+        finally:
+            job.free()
+        if keeper.stop_requested or keeper.lost:
+            return Outcome.STOPPED, ""
+        return Outcome.EXITED, "start() returned without a stop request"

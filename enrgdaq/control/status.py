@@ -1,0 +1,87 @@
+"""What ``enrgdaq status`` and ``Supervisor.get_status()`` report, read from the registry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from enrgdaq.control.keys import Keys
+from enrgdaq.control.registry import JobRecord, JobRegistry
+from enrgdaq.daq.models import DAQJobInfo, DAQJobStats
+from enrgdaq.models import SupervisorInfo
+
+
+class RestartScheduleInfo(msgspec.Struct, kw_only=True):
+    job: str
+    restart_at: str
+
+
+class JobStatus(msgspec.Struct, kw_only=True):
+    unique_id: str
+    daq_job_type: str
+    queue: str
+    state: str
+    pid: int | None
+    hostname: str | None
+    restarts: int
+    last_heartbeat: str | None
+    restart_at: str | None
+    error: str | None = None
+    config_file: str | None = None
+    stats: dict[str, Any] = {}
+
+
+class SupervisorStatus(msgspec.Struct, kw_only=True):
+    supervisor_info: SupervisorInfo
+    daq_jobs: list[DAQJobInfo] = []
+    daq_job_stats: dict[str, dict[str, DAQJobStats]] = {}
+    daq_job_remote_stats: dict[str, Any] = {}
+    restart_schedules: list[RestartScheduleInfo] = []
+    jobs: list[JobStatus] = []
+    problems: dict[str, str] = {}
+    supervisor_alive: bool = False
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch).isoformat(timespec="milliseconds") if epoch else None
+
+
+def job_status(record: JobRecord) -> JobStatus:
+    live = record.state.is_live
+    return JobStatus(
+        unique_id=record.unique_id,
+        daq_job_type=record.daq_job_type,
+        queue=record.queue,
+        state=record.state.shown,
+        pid=record.pid if live else None,
+        hostname=record.hostname or None,
+        restarts=record.restarts,
+        last_heartbeat=_iso(record.last_heartbeat),
+        restart_at=_iso(record.restart_at),
+        error=record.error or None,
+        config_file=record.config_file or None,
+        stats=record.stats_dict,
+    )
+
+
+def collect_status(registry: JobRegistry, info: SupervisorInfo) -> SupervisorStatus:
+    from enrgdaq.control.ticker import job_stats
+
+    records = registry.all()
+    keys = Keys(info.supervisor_id)
+    problems = registry.redis.hgetall(keys.problems)
+    return SupervisorStatus(
+        supervisor_info=info,
+        daq_jobs=[DAQJobInfo(daq_job_type=r.daq_job_type, unique_id=r.unique_id, instance_id=r.restarts,
+                             supervisor_info=info) for r in records if r.state.is_live],
+        daq_job_stats={info.supervisor_id: {r.unique_id: job_stats(r) for r in records}},
+        restart_schedules=[
+            RestartScheduleInfo(job=r.unique_id, restart_at=_iso(r.restart_at) or "")
+            for r in records if r.restart_at
+        ],
+        jobs=[job_status(r) for r in records],
+        problems=dict(problems),  # type: ignore[arg-type]
+        supervisor_alive=bool(registry.redis.exists(keys.supervisor_alive)),
+    )

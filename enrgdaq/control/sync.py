@@ -1,0 +1,74 @@
+"""Bringing the registry in line with the config directory when a supervisor starts.
+
+* a new file: registered and dispatched;
+* a changed file: the new config is stored; a running job is asked to stop
+  and restarts with it;
+* an unchanged file: left alone (a job that is running keeps running, a
+  pending restart stays pending: a supervisor restart changes nothing);
+* a file that is gone: its job is stopped and removed;
+* a broken file: shown as ``crashed`` with its error; the others start.
+
+A *fresh session* (``enrgdaq up`` passes one) starts from an empty registry.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from enrgdaq.config.loader import JobSpec, job_id_for_file
+from enrgdaq.control.lifecycle import JobState
+from enrgdaq.control.registry import JobRecord, JobRegistry
+from enrgdaq.daq.store.base import DAQJobStore
+from enrgdaq.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def record_for(spec: JobSpec) -> JobRecord:
+    return JobRecord(
+        unique_id=spec.unique_id,
+        daq_job_type=spec.daq_job_type,
+        queue=spec.queue,
+        config=spec.raw_config,
+        config_file=spec.config_file,
+        restart_on_crash=spec.restart_on_crash,
+        restart_offset=spec.restart_offset,
+        is_store=issubclass(spec.daq_job_cls, DAQJobStore),
+    )
+
+
+def sync_registry(registry: JobRegistry, specs: list[JobSpec], problems: list[ConfigError]) -> None:
+    known = {r.unique_id: r for r in registry.all()}
+    wanted: set[str] = set()
+    for spec in specs:
+        wanted.add(spec.unique_id)
+        _sync_one(registry, spec, known.get(spec.unique_id))
+    registry.redis.delete(registry.keys.problems)
+    for problem in problems:
+        file = problem.file or "?"
+        registry.redis.hset(registry.keys.problems, file, str(problem))
+        logger.error("config problem, job not started: %s", problem)
+        uid = job_id_for_file(file)
+        if uid not in wanted and file.endswith(".toml"):
+            registry.register_invalid(uid, file, "", str(problem))
+            wanted.add(uid)
+    for uid, record in known.items():
+        if uid not in wanted and not record.removed:
+            logger.info("[%s] its config file is gone: stopping and removing it", uid)
+            registry.mark_removed(uid)
+
+
+def _sync_one(registry: JobRegistry, spec: JobSpec, current: JobRecord | None) -> None:
+    uid = spec.unique_id
+    if current is None or current.exit_reason == "invalid config" or current.removed:
+        registry.register(record_for(spec))
+        logger.info("[%s] registered %s on queue '%s'", uid, spec.daq_job_type, spec.queue)
+        return
+    if current.config == spec.raw_config and current.queue == spec.queue:
+        return
+    registry.update_config(uid, spec.raw_config, spec.queue, spec.restart_on_crash, spec.restart_offset)
+    if current.state in (JobState.STARTING, JobState.RUNNING):
+        registry.stop_run(uid, current.task_id)
+        logger.info("[%s] config changed: restarting with the new one", uid)
+    else:
+        logger.info("[%s] config changed", uid)

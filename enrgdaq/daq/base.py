@@ -1,0 +1,259 @@
+"""``DAQJob``: the base class of every job, with the original's public API.
+
+A job subclass sets ``config_type``, implements ``start()`` as a loop that
+ends when ``self._has_been_freed`` becomes true, and calls
+``self._put_message_out(message)`` to publish. Jobs that receive messages list
+their types in ``allowed_message_in_types`` and override ``handle_message``.
+
+Where messages are handled: jobs with their own ``start()`` loop get them on
+a receive thread (as in the original), so ``handle_message`` runs beside
+``start()``; guard shared state with a lock. Stores (``DAQJobStore``) handle
+messages inside their own loop, on one thread, so they need no locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from enrgdaq.daq.models import (
+    DAQJobConfig,
+    DAQJobInfo,
+    DAQJobMessage,
+    DAQJobMessageHeartbeat,
+    DAQJobMessageJobStarted,
+    DAQJobMessageRoutes,
+    DAQJobMessageStop,
+)
+from enrgdaq.daq.stats import JobCounters
+from enrgdaq.daq.topics import Topic, exact, prefix
+from enrgdaq.errors import DAQJobStopError
+from enrgdaq.models import SupervisorInfo
+
+ROUTES_GRACE_SECONDS = 5.0
+"""How long a new producer holds a store message whose store has not subscribed yet."""
+
+
+class JobLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Puts the job's unique id at the start of every line it logs."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        return f"[{extra.get('job', '?')}] {msg}", kwargs
+
+
+class DAQJob:
+    allowed_message_in_types: ClassVar[list[type[DAQJobMessage]]] = []
+    topics_to_subscribe: list[str] = []
+    config_type: Any = DAQJobConfig
+    config: Any
+    restart_offset: timedelta
+    multiprocessing_method: str = "default"
+    watchdog_timeout_seconds: float = 0
+    watchdog_force_exit: bool = False
+    queue: ClassVar[str] = "default"
+    """Celery queue of the worker that runs this job when its TOML names none."""
+    _receive_on_thread: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        config: Any,
+        supervisor_info: SupervisorInfo | None = None,
+        instance_id: int | None = None,
+        message_in: Any = None,
+        message_out: Any = None,
+        raw_config: str | None = None,
+        zmq_xpub_url: str | None = None,
+        zmq_xsub_url: str | None = None,
+    ) -> None:
+        self.config = config
+        self.instance_id = instance_id or 0
+        self.supervisor_info = supervisor_info or SupervisorInfo(supervisor_id="unknown")
+        self.unique_id: str = getattr(config, "daq_job_unique_id", None) or str(uuid.uuid4())
+        self.raw_config = raw_config
+        self._has_been_freed = False
+        self._cleaned_up = False
+        self._logger = JobLogAdapter(logging.getLogger(type(self).__module__), {"job": self.unique_id})
+        verbosity = getattr(config, "verbosity", None)
+        if verbosity is not None:
+            self._logger.logger.setLevel(verbosity.to_logging_level())
+        # Per-instance copies: the original mutated the class-level lists.
+        self.topics_to_subscribe = list(type(self).topics_to_subscribe) + list(
+            getattr(config, "topics_to_subscribe", [])
+        )
+        self.allowed_message_in_types = list(type(self).allowed_message_in_types)
+        self.info = DAQJobInfo(
+            daq_job_type=type(self).__name__,
+            unique_id=self.unique_id,
+            instance_id=self.instance_id,
+            supervisor_info=self.supervisor_info,
+        )
+        self.counters = JobCounters()
+        self.routes: dict[str, list[str]] | None = None
+        self._started_monotonic = time.monotonic()
+        self.last_supervisor_heartbeat: datetime | None = None
+        self.message_in = message_in
+        self.message_out = message_out if message_out is not None else []
+        self._plane: Any = None
+        self._receive_thread: threading.Thread | None = None
+        self.zmq_xpub_url = zmq_xpub_url
+        self.zmq_xsub_url = zmq_xsub_url
+        if zmq_xpub_url and zmq_xsub_url:
+            self._connect(zmq_xpub_url, zmq_xsub_url)
+
+    # -- message plane ---------------------------------------------------------
+    def _subscriptions(self) -> list[bytes]:
+        sid = self.supervisor_info.supervisor_id
+        subs = [exact(Topic.daq_job_direct(self.unique_id)), exact(Topic.supervisor_broadcast(sid))]
+        subs += [prefix(t) for t in self.topics_to_subscribe]
+        return subs
+
+    def _connect(self, xpub_url: str, xsub_url: str) -> None:
+        from enrgdaq.message.client import MessagePlaneClient
+
+        self._plane = MessagePlaneClient(
+            xpub_url, xsub_url, self._subscriptions(),
+            own_topic=Topic.daq_job_direct(self.unique_id), log=self._logger,
+        )
+        self.info.subscribed_topics = [s.decode(errors="replace").rstrip("\x00") for s in self._subscriptions()]
+        self._plane.publisher()  # proves the path before start() runs
+        if self._receive_on_thread:
+            self._receive_thread = threading.Thread(
+                target=self._receive_loop, name=f"receive-{self.unique_id}", daemon=True
+            )
+            self._receive_thread.start()
+
+    def _receive_loop(self) -> None:
+        while not self._has_been_freed:
+            self._process_inbound(timeout_ms=100)
+
+    def _process_inbound(self, timeout_ms: int) -> int:
+        """Receive and dispatch what arrived; returns how many messages were handled."""
+        if self._plane is None:
+            return 0
+        messages = self._plane.receive(timeout_ms)
+        for message in messages:
+            self._dispatch(message)
+        return len(messages)
+
+    def _dispatch(self, message: DAQJobMessage) -> None:
+        if isinstance(message, DAQJobMessageStop):
+            self._logger.info("stop requested: %s", message.reason)
+            self.request_stop()
+            return
+        if isinstance(message, DAQJobMessageRoutes):
+            self.routes = message.routes
+            return
+        if isinstance(message, DAQJobMessageHeartbeat):
+            self.last_supervisor_heartbeat = datetime.now()
+            return
+        if not any(isinstance(message, t) for t in self.allowed_message_in_types):
+            self.counters.rejected += 1
+            return
+        try:
+            self.handle_message(message)
+        except DAQJobStopError:
+            self.request_stop()
+        except Exception:
+            self.counters.failed += 1
+            self._logger.exception("handle_message failed for %s", type(message).__name__)
+
+    # -- the original API --------------------------------------------------------
+    def start(self) -> None:
+        """The job's main loop; runs until ``self._has_been_freed`` is true."""
+        raise NotImplementedError
+
+    def handle_message(self, message: DAQJobMessage) -> bool:
+        """Called for each received message of an allowed type."""
+        if isinstance(message, DAQJobMessageStop):
+            self.free()
+            raise DAQJobStopError(message.reason)
+        if not any(isinstance(message, t) for t in self.allowed_message_in_types):
+            raise Exception(f"Message type '{type(message).__name__}' is not accepted by '{type(self).__name__}'")
+        self.counters.record_in(message)
+        return True
+
+    def _prepare_message(self, message: DAQJobMessage, use_shm: bool = False) -> DAQJobMessage:
+        message.daq_job_info = self.info
+        return message
+
+    def _put_message_out(self, message: DAQJobMessage, use_shm: bool = False) -> None:
+        """Publish ``message`` to every topic it is for."""
+        message = self._prepare_message(message, use_shm)
+        message.pre_send()
+        if not message.topics:
+            self.counters.unrouted += 1
+            self._logger.warning("%s has no topic, nobody can receive it", type(message).__name__)
+            return
+        if self._plane is None:
+            self.message_out.append(message)
+            self.counters.record_out(0)
+            return
+        self._await_routes(message)
+        self.counters.record_out(self._plane.publisher().send(message))
+
+    def _await_routes(self, message: DAQJobMessage) -> None:
+        """Hold a new producer's first store messages until their stores subscribe."""
+        from enrgdaq.daq.store.models import DAQJobMessageStore
+        from enrgdaq.daq.store.routing import store_class_names
+
+        if not isinstance(message, DAQJobMessageStore):
+            return
+        wanted = store_class_names(message)
+        deadline = self._started_monotonic + ROUTES_GRACE_SECONDS
+        while True:
+            routes = self.routes or {}
+            missing = [name for name in wanted if not routes.get(name)]
+            if not missing:
+                return
+            if time.monotonic() >= deadline or self._has_been_freed:
+                self.counters.unrouted += 1
+                if self.counters.unrouted in (1, 10, 100) or self.counters.unrouted % 1000 == 0:
+                    self._logger.warning(
+                        "no running store for %s: %d message(s) sent with nobody listening",
+                        ", ".join(missing), self.counters.unrouted)
+                return
+            if self._receive_thread is None:
+                self._process_inbound(timeout_ms=20)
+            else:
+                time.sleep(0.01)
+
+    def get_job_started_message(self) -> DAQJobMessageJobStarted:
+        return DAQJobMessageJobStarted(daq_job_info=self.info)
+
+    def request_stop(self) -> None:
+        """Ask ``start()`` to return; safe from any thread."""
+        self._has_been_freed = True
+
+    def free(self) -> None:
+        """Stop the job and release what it holds (files, devices, sockets); runs once."""
+        self._has_been_freed = True
+        if self._cleaned_up:
+            return
+        self._cleaned_up = True
+        cleanup = getattr(type(self), "__del__", None)
+        try:
+            if cleanup is not None:
+                cleanup(self)
+        finally:
+            self._close_message_plane()
+
+    def _close_message_plane(self) -> None:
+        if self._receive_thread is not None and self._receive_thread is not threading.current_thread():
+            self._receive_thread.join(2.0)
+        if self._plane is not None:
+            self._plane.close()
+            self._plane = None
+
+    @property
+    def message_plane(self) -> Any:
+        return self._plane
+
+
+from enrgdaq.daq.process import DAQJobProcess  # noqa: E402  (re-exported: the original's location)
+
+__all__ = ["DAQJob", "DAQJobProcess"]

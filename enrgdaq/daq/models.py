@@ -1,0 +1,186 @@
+"""Job configuration and the messages jobs exchange (the original's public structs).
+
+Every message is a ``msgspec.Struct``; on the wire it is a msgpack header plus
+raw frames (see :mod:`enrgdaq.message.wire`). Nothing here is ever pickled.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from enrgdaq.models import LogVerbosity, SupervisorInfo
+
+__all__ = [
+    "DAQJobConfig",
+    "DAQJobInfo",
+    "DAQJobLatencyStats",
+    "DAQJobMessage",
+    "DAQJobMessageCombinedStats",
+    "DAQJobMessageHeartbeat",
+    "DAQJobMessageJobStarted",
+    "DAQJobMessageRoutes",
+    "DAQJobMessageStatsReport",
+    "DAQJobMessageStop",
+    "DAQJobResourceStats",
+    "DAQJobStats",
+    "DAQJobStatsRecord",
+    "InternalDAQJobMessage",
+    "LogVerbosity",
+]
+
+
+class DAQJobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Fields every job's TOML file may carry.
+
+    Attributes:
+        daq_job_type: class name of the job (required).
+        verbosity: log level of this job.
+        daq_job_unique_id: stable id; default: the file name without ``.toml``.
+        use_shm_when_possible: let bulk payloads travel through shared memory.
+        topics_to_subscribe: extra topic prefixes to receive.
+        queue: Celery queue of the worker that runs the job (*new*); default:
+            the job class's ``queue``.
+        restart_on_crash: restart the job when it dies (*new* in TOML).
+    """
+
+    daq_job_type: str
+    verbosity: LogVerbosity = LogVerbosity.INFO
+    daq_job_unique_id: str | None = None
+    use_shm_when_possible: bool = True
+    topics_to_subscribe: list[str] = []
+    queue: str | None = None
+    restart_on_crash: bool = True
+
+
+class DAQJobInfo(msgspec.Struct, kw_only=True):
+    """Who sent a message. ``config`` stays empty on the wire: configs hold secrets."""
+
+    daq_job_type: str
+    unique_id: str
+    instance_id: int = 0
+    config: str = ""
+    subscribed_topics: list[str] = []
+    supervisor_info: SupervisorInfo | None = None
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class DAQJobMessage(msgspec.Struct, kw_only=True):
+    id: str | None = msgspec.field(default_factory=_new_id)
+    timestamp: datetime | None = msgspec.field(default_factory=datetime.now)
+    is_remote: bool = False
+    daq_job_info: DAQJobInfo | None = None
+    topics: set[str] = set()
+
+    def pre_send(self) -> None:
+        """Called once before the message is sent; subclasses add their topics here."""
+
+    @property
+    def supervisor_id(self) -> str:
+        info = self.daq_job_info
+        if info is None or info.supervisor_info is None:
+            return "unknown"
+        return info.supervisor_info.supervisor_id
+
+
+class InternalDAQJobMessage(DAQJobMessage, kw_only=True):
+    target_supervisor: bool = True
+
+    def pre_send(self) -> None:
+        if self.target_supervisor and self.daq_job_info is not None:
+            from enrgdaq.daq.topics import Topic
+
+            self.topics.add(Topic.supervisor_internal(self.supervisor_id))
+
+
+class DAQJobMessageJobStarted(InternalDAQJobMessage, kw_only=True):
+    pass
+
+
+class DAQJobMessageRoutes(InternalDAQJobMessage, kw_only=True):
+    """Which store types have live subscribers: store class name -> unique ids.
+
+    Published by the supervisor every ``DAQ_SUPERVISOR_ROUTES_MESSAGE_INTERVAL_SECONDS``.
+    """
+
+    routes: dict[str, list[str]] = {}
+    target_supervisor: bool = False
+
+
+class DAQJobMessageStop(DAQJobMessage, kw_only=True):
+    reason: str
+
+
+class DAQJobMessageHeartbeat(DAQJobMessage, kw_only=True):
+    """The supervisor is alive; published every ``DAQ_SUPERVISOR_HEARTBEAT_MESSAGE_INTERVAL_SECONDS``."""
+
+
+class DAQJobStatsRecord(msgspec.Struct, kw_only=True):
+    count: int = 0
+    last_updated: datetime | None = None
+
+
+class DAQJobLatencyStats(msgspec.Struct, kw_only=True):
+    count: int = 0
+    min_ms: float = 0.0
+    max_ms: float = 0.0
+    avg_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+
+
+class DAQJobResourceStats(msgspec.Struct, kw_only=True):
+    cpu_percent: float = 0.0
+    rss_mb: float = 0.0
+
+
+class DAQJobStats(msgspec.Struct, kw_only=True):
+    message_in_stats: DAQJobStatsRecord = msgspec.field(default_factory=DAQJobStatsRecord)
+    message_out_stats: DAQJobStatsRecord = msgspec.field(default_factory=DAQJobStatsRecord)
+    message_in_queue_stats: DAQJobStatsRecord = msgspec.field(default_factory=DAQJobStatsRecord)
+    message_out_queue_stats: DAQJobStatsRecord = msgspec.field(default_factory=DAQJobStatsRecord)
+    restart_stats: DAQJobStatsRecord = msgspec.field(default_factory=DAQJobStatsRecord)
+    latency_stats: DAQJobLatencyStats = msgspec.field(default_factory=DAQJobLatencyStats)
+    resource_stats: DAQJobResourceStats = msgspec.field(default_factory=DAQJobResourceStats)
+    is_alive: bool = True
+
+
+class DAQJobMessageStatsReport(InternalDAQJobMessage, kw_only=True):
+    processed_count: int
+    processed_bytes: int = 0
+    sent_count: int
+    sent_bytes: int = 0
+    latency: DAQJobLatencyStats = msgspec.field(default_factory=DAQJobLatencyStats)
+    resource_stats: DAQJobResourceStats = msgspec.field(default_factory=DAQJobResourceStats)
+
+    def pre_send(self) -> None:
+        from enrgdaq.daq.topics import Topic
+
+        super().pre_send()
+        self.topics.add(Topic.stats_supervisor(self.supervisor_id))
+
+
+class DAQJobMessageCombinedStats(DAQJobMessage, kw_only=True):
+    """Stats of every job of a supervisor: supervisor id -> unique id -> stats.
+
+    The original keyed the inner dict by job type, which merged instances; it
+    is keyed by unique id here.
+    """
+
+    stats: dict[str, dict[str, DAQJobStats]] = {}
+
+    def pre_send(self) -> None:
+        from enrgdaq.daq.topics import Topic
+
+        self.topics.add(Topic.stats_combined(self.supervisor_id))
+
+
+def message_summary(message: DAQJobMessage) -> dict[str, Any]:
+    """A short, secret-free description of a message for debug logs."""
+    return {"type": type(message).__name__, "id": message.id, "topics": sorted(message.topics)}

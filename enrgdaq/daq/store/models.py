@@ -1,0 +1,179 @@
+"""Store configuration carried by producer messages, and the store messages.
+
+A producer's ``[store_config.csv]`` table decides where its data goes: the
+message's topics are ``store.<StoreClass>`` for every store class that
+accepts that kind of config (see :mod:`enrgdaq.daq.store.routing`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
+
+__all__ = [
+    "DAQJobMessageStore",
+    "DAQJobMessageStorePyArrow",
+    "DAQJobMessageStoreRaw",
+    "DAQJobMessageStoreTabular",
+    "DAQJobStoreConfig",
+    "DAQJobStoreConfigBase",
+    "DAQJobStoreConfigCSV",
+    "DAQJobStoreConfigHDF5",
+    "DAQJobStoreConfigMemory",
+    "DAQJobStoreConfigMySQL",
+    "DAQJobStoreConfigROOT",
+    "DAQJobStoreConfigRaw",
+    "DAQJobStoreConfigRedis",
+    "RingBufferHandle",
+    "StorableDAQJobConfig",
+]
+
+
+
+class DAQJobStoreConfigBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class DAQJobStoreConfigCSV(DAQJobStoreConfigBase, kw_only=True):
+    """``file_path`` is joined to the store's ``out_dir``; ``add_date`` prefixes ``YYYY-MM-DD_``."""
+
+    file_path: str
+    add_date: bool = False
+    overwrite: bool = False
+    use_zstd: bool = False
+
+
+class DAQJobStoreConfigRaw(DAQJobStoreConfigBase, kw_only=True):
+    file_path: str
+    add_date: bool = False
+    overwrite: bool = True
+
+
+class DAQJobStoreConfigMySQL(DAQJobStoreConfigBase, kw_only=True):
+    table_name: str
+
+
+class DAQJobStoreConfigRedis(DAQJobStoreConfigBase, kw_only=True):
+    key: str
+    key_expiration_days: int | None = None
+    use_timeseries: bool | None = None
+
+
+class DAQJobStoreConfigROOT(DAQJobStoreConfigBase, kw_only=True):
+    file_path: str
+    add_date: bool
+    tree_name: str
+    compression_type: str = "ZSTD"
+    compression_level: int = 5
+
+
+class DAQJobStoreConfigHDF5(DAQJobStoreConfigBase, kw_only=True):
+    file_path: str
+    add_date: bool
+    dataset_name: str
+
+
+class DAQJobStoreConfigMemory(DAQJobStoreConfigBase, kw_only=True):
+    pass
+
+
+class DAQJobStoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    csv: DAQJobStoreConfigCSV | None = None
+    root: DAQJobStoreConfigROOT | None = None
+    hdf5: DAQJobStoreConfigHDF5 | None = None
+    mysql: DAQJobStoreConfigMySQL | None = None
+    redis: DAQJobStoreConfigRedis | None = None
+    raw: DAQJobStoreConfigRaw | None = None
+    memory: DAQJobStoreConfigMemory | None = None
+    target_local_supervisor: bool = False
+
+    @property
+    def store_types(self) -> set[type[DAQJobStoreConfigBase]]:
+        """The kinds of store this config sends to (computed, not a TOML key)."""
+        return {type(v) for v in self.configured().values()}
+
+    def configured(self) -> dict[str, DAQJobStoreConfigBase]:
+        """Configured sub-configs by their TOML key."""
+        found = {}
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, DAQJobStoreConfigBase):
+                found[name] = value
+        return found
+
+    def has_store_config(self, store_type: type[DAQJobStoreConfigBase]) -> bool:
+        return store_type in self.store_types
+
+    def get_store_config(self, store_type: type[DAQJobStoreConfigBase]) -> Any:
+        for value in self.configured().values():
+            if isinstance(value, store_type):
+                return value
+        return None
+
+
+class StorableDAQJobConfig(DAQJobConfig, kw_only=True):
+    store_config: DAQJobStoreConfig
+
+
+class RingBufferHandle(msgspec.Struct, kw_only=True):
+    """Where a payload sits in a shared-memory ring (used by the data plane)."""
+
+    buffer_name: str
+    slot_index: int
+    data_size: int
+    is_pyarrow: bool = True
+    total_size: int = 256 * 1024 * 1024
+    slot_size: int = 10 * 1024 * 1024
+
+
+class DAQJobMessageStore(DAQJobMessage, kw_only=True):
+    store_config: DAQJobStoreConfig
+    tag: str | None = None
+    target_local_supervisor: bool = False
+
+    def __post_init__(self) -> None:
+        self.target_local_supervisor = (
+            self.target_local_supervisor or self.store_config.target_local_supervisor
+        )
+
+    def pre_send(self) -> None:
+        from enrgdaq.daq.store.routing import store_topics
+
+        self.topics.update(store_topics(self))
+
+
+class DAQJobMessageStoreTabular(DAQJobMessageStore, kw_only=True):
+    """Deprecated in the original, still accepted: rows or columns of plain values."""
+
+    keys: list[str]
+    data: list[list[Any]] | None = None
+    data_columns: dict[str, list[Any]] | None = None
+
+
+class DAQJobMessageStorePyArrow(DAQJobMessageStore, kw_only=True):
+    """An Arrow table for the stores.
+
+    On receipt ``table`` is a zero-copy view of the received frame; call
+    :meth:`get_table` to read it and :meth:`release` when done with it.
+    """
+
+    table: pa.Table | None = None
+    handle: RingBufferHandle | None = None
+
+    def get_table(self) -> pa.Table:
+        if self.table is None:
+            raise ValueError("message carries no table")
+        return self.table
+
+    def release(self) -> None:
+        """Give the payload back; a no-op for inline tables."""
+
+
+class DAQJobMessageStoreRaw(DAQJobMessageStore, kw_only=True):
+    """Raw bytes for the stores (camera frames, digitizer blocks)."""
+
+    data: bytes

@@ -1,0 +1,140 @@
+"""Explicit registry of job types: ``daq_job_type`` name -> class.
+
+Built-in jobs are listed below by module path and imported when first asked
+for, so that a job whose optional dependency is missing fails with the extra
+to install instead of vanishing. Custom jobs come from plugin modules
+(``plugins = [...]`` in ``supervisor.toml``) and from the ``enrgdaq.jobs``
+entry-point group; a plugin that fails to import is an error naming it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from enrgdaq.errors import MissingDependencyError, PluginImportError, UnknownJobTypeError
+
+if TYPE_CHECKING:
+    from enrgdaq.daq.base import DAQJob
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_JOBS: dict[str, tuple[str, str | None]] = {
+    # name: (module:Class, optional extra that provides its dependencies)
+    "DAQJobTest": ("enrgdaq.daq.jobs.test_job:DAQJobTest", None),
+    "DAQJobStoreCSV": ("enrgdaq.daq.jobs.store.csv:DAQJobStoreCSV", None),
+}
+
+DEPRECATED_ALIASES = {"test": "DAQJobTest", "store_csv": "DAQJobStoreCSV"}
+
+ENTRY_POINT_GROUP = "enrgdaq.jobs"
+
+
+class JobTypeRegistry:
+    def __init__(self) -> None:
+        self._classes: dict[str, type[DAQJob]] = {}
+        self._loaded_plugins: set[str] = set()
+        self._entry_points_loaded = False
+
+    def register(self, cls: type[DAQJob], name: str | None = None) -> None:
+        from enrgdaq.daq.store.base import DAQJobStore
+        from enrgdaq.daq.store.routing import register_store_class
+
+        self._classes[name or cls.__name__] = cls
+        if issubclass(cls, DAQJobStore):
+            register_store_class(cls.__name__, [t.__name__ for t in cls.allowed_store_config_types])
+
+    def names(self) -> list[str]:
+        return sorted(set(self._classes) | set(BUILTIN_JOBS))
+
+    def get(self, name: str) -> type[DAQJob]:
+        if name in DEPRECATED_ALIASES:
+            logger.warning("daq_job_type '%s' is deprecated, use '%s'", name, DEPRECATED_ALIASES[name])
+            name = DEPRECATED_ALIASES[name]
+        if name in self._classes:
+            return self._classes[name]
+        if name in BUILTIN_JOBS:
+            return self._load_builtin(name)
+        self.load_entry_points()
+        if name in self._classes:
+            return self._classes[name]
+        raise UnknownJobTypeError(
+            f"unknown daq_job_type '{name}'; known types: {', '.join(self.names())}. "
+            "Custom jobs need their module in `plugins` of supervisor.toml or an "
+            f"'{ENTRY_POINT_GROUP}' entry point",
+            field="daq_job_type",
+        )
+
+    def _load_builtin(self, name: str) -> type[DAQJob]:
+        target, extra = BUILTIN_JOBS[name]
+        module_name, class_name = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if extra is not None:
+                raise MissingDependencyError(name, extra, exc) from exc
+            raise
+        cls: type[DAQJob] = getattr(module, class_name)
+        self.register(cls, name)
+        return cls
+
+    def load_plugin(self, module_name: str) -> list[str]:
+        """Import ``module_name`` and register the job classes defined in it."""
+        if module_name in self._loaded_plugins:
+            return []
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginImportError(
+                f"plugin module '{module_name}' failed to import: {type(exc).__name__}: {exc}",
+                field="plugins",
+            ) from exc
+        self._loaded_plugins.add(module_name)
+        return self._register_module(module)
+
+    def _register_module(self, module: ModuleType) -> list[str]:
+        from enrgdaq.daq.base import DAQJob
+
+        found = []
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, DAQJob) and obj.__module__.startswith(module.__name__):
+                self.register(obj)
+                found.append(obj.__name__)
+        return found
+
+    def load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        from enrgdaq.daq.base import DAQJob
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise PluginImportError(
+                    f"entry point '{ep.name} = {ep.value}' ({ENTRY_POINT_GROUP}) failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if inspect.isclass(obj) and issubclass(obj, DAQJob):
+                self.register(obj, ep.name if ep.name != obj.__name__ else None)
+                self.register(obj)
+            elif isinstance(obj, ModuleType):
+                self._register_module(obj)
+
+
+registry = JobTypeRegistry()
+
+
+def get_daq_job_class(name: str) -> type[DAQJob]:
+    """The class registered under ``name`` (the original's lookup function)."""
+    return registry.get(name)
+
+
+def load_plugins(module_names: list[str]) -> None:
+    for module_name in module_names:
+        registry.load_plugin(module_name)

@@ -1,0 +1,81 @@
+"""The one exception tree of ENRGDAQ.
+
+Every error a user can meet derives from :class:`DAQError`, and its message
+says what to change. Callers catch the branch they can act on: a
+``ConfigError`` means "fix the file", a ``ControlPlaneError`` means "Redis or
+the workers are not where they should be", a ``MessageError`` means "a peer
+sent something this process will not read".
+"""
+
+from __future__ import annotations
+
+
+class DAQError(Exception):
+    """Root of every error raised on purpose by ENRGDAQ."""
+
+
+class ConfigError(DAQError):
+    """Raised when a configuration file or value cannot be used as written.
+
+    ``file``, ``line`` and ``field`` locate the problem where they are known,
+    so that ``enrgdaq check`` and the supervisor can point at it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self.location_text() + message)
+
+    def location_text(self) -> str:
+        """``file:line: field: `` prefix, with whatever parts are known."""
+        parts = []
+        if self.file:
+            parts.append(self.file if self.line is None else f"{self.file}:{self.line}")
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        return ": ".join(parts) + (": " if parts else "")
+
+
+class UnknownJobTypeError(ConfigError):
+    """Raised when ``daq_job_type`` names no registered job class."""
+
+
+class PluginImportError(ConfigError):
+    """Raised when a plugin module listed in ``plugins`` or in an entry point fails to import."""
+
+
+class MissingDependencyError(DAQError):
+    """Raised when a job or store needs an optional dependency that is not installed."""
+
+    def __init__(self, what: str, extra: str, cause: BaseException | None = None) -> None:
+        detail = f" ({cause})" if cause else ""
+        super().__init__(f"{what} needs an optional dependency{detail}: pip install 'enrgdaq[{extra}]'")
+
+
+class ControlPlaneError(DAQError):
+    """Raised when Redis, the supervisor record or the job registry cannot be used."""
+
+
+class SupervisorNotFoundError(ControlPlaneError):
+    """Raised when a command looks for a running supervisor and finds none."""
+
+
+class JobNotFoundError(ControlPlaneError):
+    """Raised when a command names a job the registry does not hold."""
+
+
+class MessageError(DAQError):
+    """Raised when a message cannot be encoded or a received frame cannot be decoded."""
+
+
+class DAQJobStopError(DAQError):
+    """Raised inside a job to end its loop because a stop was requested (original name)."""
