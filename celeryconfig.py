@@ -29,10 +29,13 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 worker_send_task_events = True
 task_send_sent_event = False
 
-# SIGTERM (with REMAP_SIGTERM=SIGQUIT, as the containers set it) gives running
-# jobs this long to stop after being asked to; compose's stop_grace_period is longer.
-worker_soft_shutdown_timeout = 15.0
-worker_enable_soft_shutdown_on_idle = True
+# SIGTERM is a warm shutdown: the worker asks its jobs to stop (a signal handler in
+# enrgdaq.control.signals) and exits when they have; a job that ignores the request
+# is ended after DAQ_JOB_STOP_GRACE_SECONDS (5 s). Do not remap SIGTERM to SIGQUIT:
+# Celery's soft shutdown sleeps its whole timeout even once every task has ended.
+# The soft window below only applies to a cold shutdown (SIGQUIT, a second Ctrl-C).
+worker_soft_shutdown_timeout = 10.0
+worker_enable_soft_shutdown_on_idle = False
 
 task_default_queue = "default"
 task_routes = {"enrgdaq.supervisor.*": {"queue": "supervisor"}}

@@ -26,3 +26,16 @@ DAQ_JOB_STOP_GRACE_SECONDS = 5.0
 """After a stop request, how long ``start()`` may take to return before the run is ended by force."""
 
 SUPERVISOR_CONFIG_FILE_NAME = "supervisor.toml"
+
+SUPERVISOR_ID_ENV = "ENRGDAQ_SUPERVISOR_ID"
+"""Set in the supervisor worker before its pool forks, so that tick tasks know their supervisor."""
+
+SESSION_ENV = "ENRGDAQ_SESSION"
+"""Set by ``enrgdaq up``: a supervisor that sees a new session starts from an empty registry."""
+
+RUN_DIR_ENV = "ENRGDAQ_RUN_DIR"
+REDIS_URL_ENV = "ENRGDAQ_REDIS_URL"
+CONFIG_DIR_ENV = "ENRGDAQ_CONFIG_DIR"
+
+SUPERVISOR_QUEUE = "supervisor"
+"""The queue whose worker hosts the supervisor (and runs the beat ticks)."""

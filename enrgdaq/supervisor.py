@@ -28,6 +28,9 @@ from enrgdaq.constants import (
     DAQ_SUPERVISOR_LOOP_INTERVAL_SECONDS,
     DAQ_SUPERVISOR_ROUTES_MESSAGE_INTERVAL_SECONDS,
     DAQ_SUPERVISOR_STATS_MESSAGE_INTERVAL_SECONDS,
+    REDIS_URL_ENV,
+    RUN_DIR_ENV,
+    SESSION_ENV,
     SUPERVISOR_CONFIG_FILE_NAME,
 )
 from enrgdaq.control.connection import connect, redact
@@ -36,6 +39,7 @@ from enrgdaq.control.events import FailedTaskListener
 from enrgdaq.control.node import SupervisorRecord, default_run_dir, mark_alive, this_host
 from enrgdaq.control.reconcile import Reconciler
 from enrgdaq.control.registry import JobRegistry
+from enrgdaq.control.shutdown import stop_all_jobs
 from enrgdaq.control.status import SupervisorStatus, collect_status
 from enrgdaq.control.sync import sync_registry
 from enrgdaq.daq.process import DAQJobProcess
@@ -56,9 +60,6 @@ __all__ = [
     "Supervisor",
 ]
 
-SESSION_ENV = "ENRGDAQ_SESSION"
-RUN_DIR_ENV = "ENRGDAQ_RUN_DIR"
-REDIS_URL_ENV = "ENRGDAQ_REDIS_URL"
 
 
 @dataclass
@@ -259,8 +260,7 @@ class Supervisor:
             return
         self._is_stopped = True
         if self.registry is not None:
-            for uid in self.registry.unique_ids():
-                self.registry.request_stop(uid, "supervisor stopped")
+            stop_all_jobs(self.registry, "supervisor stopped")
         self.close()
 
     def close(self) -> None:

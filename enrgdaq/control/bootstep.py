@@ -15,12 +15,18 @@ from typing import Any
 
 from celery import bootsteps
 
-from enrgdaq.control.ticker import SUPERVISOR_ID_ENV
+from enrgdaq.constants import CONFIG_DIR_ENV, SUPERVISOR_ID_ENV, SUPERVISOR_QUEUE
 
 logger = logging.getLogger(__name__)
 
-SUPERVISOR_QUEUE = "supervisor"
-CONFIG_DIR_ENV = "ENRGDAQ_CONFIG_DIR"
+
+
+def preload_job_runtime() -> None:
+    """Import what a job run needs before the pool forks, so that a job starts in milliseconds."""
+    import enrgdaq.control.runner  # noqa: F401
+    import enrgdaq.daq.jobs.store.csv  # noqa: F401
+    import enrgdaq.daq.jobs.test_job  # noqa: F401
+    import enrgdaq.message.client  # noqa: F401
 
 
 class SupervisorStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -32,6 +38,7 @@ class SupervisorStep(bootsteps.StartStopStep):  # type: ignore[misc]
         queues = worker.app.amqp.queues.consume_from or {}
         self.enabled = SUPERVISOR_QUEUE in queues
         if not self.enabled:
+            preload_job_runtime()
             return
         from enrgdaq.supervisor import Supervisor
 

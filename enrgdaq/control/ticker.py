@@ -14,6 +14,7 @@ from typing import Any
 
 import zmq
 
+from enrgdaq.constants import SUPERVISOR_ID_ENV
 from enrgdaq.control.connection import connect
 from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.node import SupervisorRecord, mark_alive, this_host
@@ -34,7 +35,6 @@ from enrgdaq.message.client import Publisher
 
 logger = logging.getLogger(__name__)
 
-SUPERVISOR_ID_ENV = "ENRGDAQ_SUPERVISOR_ID"
 
 
 def _when(epoch: float | None) -> datetime | None:

@@ -28,6 +28,8 @@ from enrgdaq.daq.models import (
     DAQJobMessageJobStarted,
     DAQJobMessageRoutes,
     DAQJobMessageStop,
+    DAQJobMessageStoreQuery,
+    DAQJobMessageStoreReady,
 )
 from enrgdaq.daq.stats import JobCounters
 from enrgdaq.daq.topics import Topic, exact, prefix
@@ -95,6 +97,7 @@ class DAQJob:
         self.counters = JobCounters()
         self.routes: dict[str, list[str]] | None = None
         self._started_monotonic = time.monotonic()
+        self._asked_for_stores = False
         self.last_supervisor_heartbeat: datetime | None = None
         self.message_in = message_in
         self.message_out = message_out if message_out is not None else []
@@ -148,6 +151,14 @@ class DAQJob:
         if isinstance(message, DAQJobMessageRoutes):
             self.routes = message.routes
             return
+        if isinstance(message, DAQJobMessageStoreReady):
+            routes = dict(self.routes or {})
+            routes[message.store_type] = sorted({*routes.get(message.store_type, []), message.unique_id})
+            self.routes = routes
+            return
+        if isinstance(message, DAQJobMessageStoreQuery):
+            self._on_store_query()
+            return
         if isinstance(message, DAQJobMessageHeartbeat):
             self.last_supervisor_heartbeat = datetime.now()
             return
@@ -166,6 +177,18 @@ class DAQJob:
     def start(self) -> None:
         """The job's main loop; runs until ``self._has_been_freed`` is true."""
         raise NotImplementedError
+
+    def _on_store_query(self) -> None:
+        """Only stores answer (see ``DAQJobStore``)."""
+
+    def _ask_for_stores(self) -> None:
+        if self._plane is None or self._asked_for_stores:
+            return
+        self._asked_for_stores = True
+        sid = self.supervisor_info.supervisor_id
+        query = DAQJobMessageStoreQuery(topics={Topic.supervisor_broadcast(sid)})
+        query.daq_job_info = self.info
+        self._plane.publisher().send(query)
 
     def handle_message(self, message: DAQJobMessage) -> bool:
         """Called for each received message of an allowed type."""
@@ -204,6 +227,7 @@ class DAQJob:
         if not isinstance(message, DAQJobMessageStore):
             return
         wanted = store_class_names(message)
+        self._ask_for_stores()
         deadline = self._started_monotonic + ROUTES_GRACE_SECONDS
         while True:
             routes = self.routes or {}

@@ -25,6 +25,8 @@ __all__ = [
     "DAQJobMessageRoutes",
     "DAQJobMessageStatsReport",
     "DAQJobMessageStop",
+    "DAQJobMessageStoreQuery",
+    "DAQJobMessageStoreReady",
     "DAQJobResourceStats",
     "DAQJobStats",
     "DAQJobStatsRecord",
@@ -111,6 +113,17 @@ class DAQJobMessageRoutes(InternalDAQJobMessage, kw_only=True):
 
     routes: dict[str, list[str]] = {}
     target_supervisor: bool = False
+
+
+class DAQJobMessageStoreReady(DAQJobMessage, kw_only=True):
+    """A store announces that it has subscribed, so that producers need not wait for the next routes."""
+
+    store_type: str
+    unique_id: str
+
+
+class DAQJobMessageStoreQuery(DAQJobMessage, kw_only=True):
+    """A new producer asks which stores are listening; each running store answers with StoreReady."""
 
 
 class DAQJobMessageStop(DAQJobMessage, kw_only=True):

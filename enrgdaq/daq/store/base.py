@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from enrgdaq.daq.base import DAQJob
-from enrgdaq.daq.models import DAQJobMessage
+from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageStoreReady
 from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobStoreConfigBase
 from enrgdaq.daq.topics import Topic, exact
 
@@ -39,10 +39,22 @@ class DAQJobStore(DAQJob):
         return any(message.store_config.has_store_config(t) for t in self.allowed_store_config_types)
 
     def start(self) -> None:
+        self._announce()
         while not self._has_been_freed:
             self._process_inbound(timeout_ms=STORE_POLL_MILLISECONDS)
             self.store_loop()
         self._drain()
+
+    def _on_store_query(self) -> None:
+        self._announce()
+
+    def _announce(self) -> None:
+        if self.message_plane is None:
+            return
+        sid = self.supervisor_info.supervisor_id
+        self._put_message_out(DAQJobMessageStoreReady(
+            store_type=type(self).__name__, unique_id=self.unique_id,
+            topics={Topic.supervisor_broadcast(sid)}))
 
     def _drain(self) -> None:
         """Take what the proxy already delivered, so that a stop loses nothing in flight."""

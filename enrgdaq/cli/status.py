@@ -1,0 +1,71 @@
+"""``enrgdaq status``: every job, its state and where it runs."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import click
+import msgspec
+
+from enrgdaq.cli.target import find_registry, redis_option, supervisor_option
+from enrgdaq.control.status import JobStatus, collect_status
+
+COLUMNS = ("unique_id", "daq_job_type", "queue", "state", "pid", "hostname", "restarts",
+           "last_heartbeat", "restart_at")
+
+
+def status_document(supervisor_id: str, jobs: list[JobStatus], alive: bool, problems: dict[str, str]) -> dict[str, object]:
+    return {
+        "supervisor_id": supervisor_id,
+        "supervisor_alive": alive,
+        "jobs": [
+            {**{c: getattr(j, c) for c in COLUMNS}, "error": j.error, "config_file": j.config_file,
+             "messages_in": j.stats.get("processed", 0), "messages_out": j.stats.get("sent", 0)}
+            for j in jobs
+        ],
+        "problems": problems,
+    }
+
+
+def _age(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    seconds = time.time() - datetime.fromisoformat(iso).timestamp()
+    return f"{seconds:.1f}s ago" if seconds >= 0 else f"in {-seconds:.1f}s"
+
+
+def render_table(doc: dict[str, object]) -> str:
+    jobs = doc["jobs"]
+    assert isinstance(jobs, list)
+    header = ["JOB", "TYPE", "QUEUE", "STATE", "PID", "HOST", "RESTARTS", "HEARTBEAT", "RESTART", "IN", "OUT"]
+    rows = [[str(j["unique_id"]), str(j["daq_job_type"]), str(j["queue"] or "-"), str(j["state"]),
+             str(j["pid"] or "-"), str(j["hostname"] or "-"), str(j["restarts"]),
+             _age(j["last_heartbeat"]), _age(j["restart_at"]), str(j["messages_in"]), str(j["messages_out"])]
+            for j in jobs]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"supervisor {doc['supervisor_id']} ({'alive' if doc['supervisor_alive'] else 'NOT RESPONDING'})"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+              for row in [header, *rows]]
+    for j in jobs:
+        if j["error"] and j["state"] in ("crashed", "restart_scheduled"):
+            lines.append(f"{j['unique_id']}: {str(j['error']).strip().splitlines()[-1]}")
+    problems = doc["problems"]
+    assert isinstance(problems, dict)
+    lines += [f"config problem: {text}" for text in problems.values()]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@redis_option
+@supervisor_option
+def status(as_json: bool, redis_url: str | None, supervisor_id: str | None) -> None:
+    """Show every job: state, process, host, restarts, last heartbeat."""
+    registry, record = find_registry(redis_url, supervisor_id)
+    report = collect_status(registry, record.info)
+    doc = status_document(record.supervisor_id, report.jobs, report.supervisor_alive, report.problems)
+    if as_json:
+        click.echo(msgspec.json.encode(doc).decode())
+    else:
+        click.echo(render_table(doc))

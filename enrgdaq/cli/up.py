@@ -1,0 +1,30 @@
+"""``enrgdaq up CONFIG_DIR``: run the whole stack here, until Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from enrgdaq.errors import DAQError
+from enrgdaq.local.stack import Stack, UpOptions
+
+
+def _echo(line: str) -> None:
+    click.echo(line)
+    sys.stdout.flush()
+
+
+@click.command()
+@click.argument("config_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--flower", is_flag=True, help="Also start Flower on 127.0.0.1 and print its URL.")
+@click.option("--flower-port", default=5555, show_default=True)
+@click.option("--quiet", is_flag=True, help="Do not echo the processes' logs (they stay in .enrgdaq/logs).")
+def up(config_dir: str, flower: bool, flower_port: int, quiet: bool) -> None:
+    """Start Redis (unless configured), the supervisor, beat and the workers the configs need."""
+    try:
+        stack = Stack(UpOptions(config_dir=config_dir, flower=flower, flower_port=flower_port,
+                                echo=_echo, echo_logs=not quiet))
+    except DAQError as exc:
+        raise click.ClickException(str(exc)) from exc
+    raise click.exceptions.Exit(stack.run_forever())

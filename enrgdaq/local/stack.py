@@ -1,0 +1,256 @@
+"""``enrgdaq up``: the whole stack on one machine, as child processes.
+
+It starts the same commands that ``docker-compose.yml`` runs: Redis (a
+private one unless a URL is configured), the supervisor worker, beat, one
+worker per queue the configs use, and optionally Flower. On Ctrl-C it stops
+the jobs first (so that stores flush), then the processes, then Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from enrgdaq.config.loader import JobSpec, load_job_dir, load_supervisor_config
+from enrgdaq.constants import (
+    CONFIG_DIR_ENV,
+    REDIS_URL_ENV,
+    RUN_DIR_ENV,
+    SESSION_ENV,
+    SUPERVISOR_QUEUE,
+)
+from enrgdaq.control.connection import connect, redact
+from enrgdaq.control.node import default_run_dir
+from enrgdaq.control.registry import JobRegistry
+from enrgdaq.control.shutdown import stop_all_jobs
+from enrgdaq.local.processes import ManagedProcess
+from enrgdaq.local.redis_server import RedisServer
+from enrgdaq.errors import ConfigError
+from enrgdaq.local.state_file import STATE_DIR, remove_state, write_state
+
+logger = logging.getLogger(__name__)
+
+JOB_STOP_TIMEOUT_SECONDS = 6.0
+PROCESS_STOP_TIMEOUT_SECONDS = 5.0
+BEAT_START_LATEST_SECONDS = 5.0
+
+
+def celery_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "enrgdaq", *args]
+
+
+def worker_command(queue: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """What docker-compose.yml runs for one queue's worker (documentation and tests)."""
+    return ["celery", "-A", "enrgdaq", "worker", "-Q", queue, "-n", f"{queue}@%h", "-c", str(concurrency),
+            "--without-mingle", "--without-gossip", "-l", loglevel]
+
+
+def worker_argv(queue: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """The same worker as :func:`worker_command`, started without the celery command line."""
+    return [sys.executable, "-m", "enrgdaq.local.launch", "worker", queue, str(concurrency), loglevel]
+
+
+def beat_argv(loglevel: str = "WARNING") -> list[str]:
+    return [sys.executable, "-m", "enrgdaq.local.launch", "beat", loglevel]
+
+
+@dataclass
+class UpOptions:
+    config_dir: str
+    flower: bool = False
+    flower_port: int = 5555
+    echo: Callable[[str], None] | None = print
+    echo_logs: bool = True
+    base_dir: str = "."
+    extra_queues: list[str] = field(default_factory=list)
+
+
+class Stack:
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.config_dir = os.path.abspath(options.config_dir)
+        self.config = load_supervisor_config(self.config_dir)
+        self.specs: list[JobSpec] = []
+        self.problems: list[ConfigError] = []
+        self.state_dir = os.path.join(options.base_dir, STATE_DIR)
+        self.log_dir = os.path.join(self.state_dir, "logs")
+        self.redis: RedisServer | None = None
+        self.redis_process: ManagedProcess | None = None
+        self.processes: list[ManagedProcess] = []
+        self.session = uuid.uuid4().hex
+        self.run_dir = os.environ.get(RUN_DIR_ENV) or self.config.run_dir or default_run_dir(
+            self.config.info.supervisor_id)
+        self.redis_url = os.environ.get(REDIS_URL_ENV) or self.config.redis_url or ""
+        self._stop = threading.Event()
+
+    # -- planning ----------------------------------------------------------------
+    def queues(self) -> dict[str, int]:
+        """Queue -> number of jobs routed to it."""
+        counts = Counter(spec.queue for spec in self.specs)
+        for queue in self.options.extra_queues:
+            counts.setdefault(queue, 0)
+        return dict(sorted(counts.items()))
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        paths = [self.config_dir, os.getcwd(), env.get("PYTHONPATH", "")]
+        env.update({
+            REDIS_URL_ENV: self.redis_url,
+            CONFIG_DIR_ENV: self.config_dir,
+            SESSION_ENV: self.session,
+            RUN_DIR_ENV: self.run_dir,
+            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _process(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        echo = self.options.echo if self.options.echo_logs else None
+        return ManagedProcess(name, argv, env, os.path.join(self.log_dir, f"{name}.log"), echo)
+
+    def core_processes(self) -> list[ManagedProcess]:
+        """The supervisor and beat: they need no knowledge of the job files."""
+        env = self.env()
+        return [self._process("supervisor", worker_argv(SUPERVISOR_QUEUE, 1), env)]
+
+    def beat_process(self) -> ManagedProcess:
+        return self._process("beat", beat_argv(), self.env())
+
+    def queue_processes(self) -> list[ManagedProcess]:
+        """One worker per queue the jobs use, and Flower if asked for."""
+        env = self.env()
+        procs = []
+        for queue, jobs in self.queues().items():
+            # One pool slot per job plus one spare, so that a restart never waits for a new child.
+            procs.append(self._process(f"w-{queue}", worker_argv(queue, jobs + 1), env))
+        if self.options.flower:
+            procs.append(self._process("flower", celery_argv(
+                "flower", "--address=127.0.0.1", f"--port={self.options.flower_port}"), env))
+        return procs
+
+    # -- running -------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        if self.options.echo is not None:
+            self.options.echo(text)
+
+    def start(self) -> None:
+        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        if not self.redis_url:
+            self.redis = RedisServer(os.path.join(self.state_dir, "redis"))
+            self.redis_process = self._process("redis", self.redis.argv(), dict(os.environ))
+            self.redis_process.start()
+            self.redis.wait_ready()
+            self.redis_url = self.redis.url
+        # Start what does not depend on the job files first: parsing them overlaps its start-up.
+        self.processes = self.core_processes()
+        for proc in self.processes:
+            proc.start()
+        self.specs, self.problems = load_job_dir(self.config_dir)
+        for problem in self.problems:
+            self.say(f"config problem (job not started): {problem}")
+        for proc in self.queue_processes():
+            proc.start()
+            self.processes.append(proc)
+        flower_url = f"http://127.0.0.1:{self.options.flower_port}" if self.options.flower else None
+        write_state({
+            "pid": os.getpid(), "redis_url": self.redis_url, "config_dir": self.config_dir,
+            "supervisor_id": self.config.info.supervisor_id, "session": self.session,
+            "flower_url": flower_url, "started_at": time.time(),
+        }, self.options.base_dir)
+        self.say(self.summary(flower_url))
+
+    def summary(self, flower_url: str | None) -> str:
+        queues = ", ".join(f"{q} ({n} job{'s' if n != 1 else ''})" for q, n in self.queues().items())
+        lines = [
+            f"ENRGDAQ up: supervisor '{self.config.info.supervisor_id}', {len(self.specs)} job(s) "
+            f"from {self.config_dir}",
+            f"  redis: {redact(self.redis_url)}{' (embedded)' if self.redis else ''}",
+            f"  workers: {queues or 'none'}",
+            "  status: enrgdaq status    stop: Ctrl-C",
+        ]
+        if flower_url:
+            lines.insert(3, f"  flower: {flower_url}")
+        return "\n".join(lines)
+
+    def run_forever(self) -> int:
+        def on_signal(signum: int, _frame: object) -> None:
+            self._stop.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            beat_due = time.monotonic() + BEAT_START_LATEST_SECONDS
+            while not self._stop.wait(0.1):
+                if beat_due and (time.monotonic() > beat_due or self._jobs_started()):
+                    # Nothing at start-up waits for beat: it starts once the jobs run, leaving the
+                    # two cores to the workers' start-up first.
+                    beat = self.beat_process()
+                    beat.start()
+                    self.processes.append(beat)
+                    beat_due = 0.0
+                for proc in self.processes:
+                    proc.check()
+                if self.redis_process is not None:
+                    self.redis_process.check()
+        finally:
+            self.shutdown()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return 0
+
+    def _jobs_started(self) -> bool:
+        try:
+            registry = JobRegistry(connect(self.redis_url), self.config.info.supervisor_id)
+            records = registry.all()
+        except Exception:
+            return False
+        return bool(records) and not any(
+            r.state.value in ("registered", "waiting", "starting") for r in records)
+
+    def shutdown(self) -> None:
+        """Stop jobs (stores flush), then workers, beat and the supervisor, then Redis."""
+        self.say("stopping: jobs first, then workers, then redis")
+        self._stop_jobs()
+        # The jobs have stopped: every process can be stopped at once (an idle prefork
+        # worker needs about 2 s for its warm shutdown).
+        for proc in self.processes:
+            proc.restart = False
+            proc.signal(signal.SIGTERM)
+        for proc in self.processes:
+            proc.terminate(PROCESS_STOP_TIMEOUT_SECONDS)
+        if self.redis_process is not None:
+            self._stop_redis()
+        remove_state(self.options.base_dir)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(self.run_dir))  # /dev/shm/enrgdaq, when no other supervisor uses it
+        self.say("stopped")
+
+    def _stop_jobs(self) -> None:
+        if not self.redis_url:
+            return
+        try:
+            registry = JobRegistry(connect(self.redis_url), self.config.info.supervisor_id)
+            if not stop_all_jobs(registry, "enrgdaq up is stopping", JOB_STOP_TIMEOUT_SECONDS):
+                self.say("some jobs did not stop in time; their workers will end them")
+        except Exception as exc:
+            self.say(f"could not ask the jobs to stop ({exc}); stopping the workers")
+
+    def _stop_redis(self) -> None:
+        assert self.redis_process is not None
+        try:
+            connect(self.redis_url).shutdown()
+        except Exception:
+            self.redis_process.signal(signal.SIGTERM)
+        self.redis_process.restart = False
+        self.redis_process.terminate(PROCESS_STOP_TIMEOUT_SECONDS)
