@@ -44,5 +44,22 @@ def dispatch_due(app: Any, registry: JobRegistry, now: float | None = None) -> l
             registry.reschedule(unique_id, time.time() + REDISPATCH_DELAY_SECONDS)
             continue
         logger.info("[%s] dispatched to queue '%s' as task %s", unique_id, queue, task_id)
+        announce_sent(app, task_id, task_display_name(daq_job_type, unique_id),
+                      [registry.keys.supervisor_id, unique_id], queue)
         sent.append(unique_id)
     return sent
+
+
+def announce_sent(app: Any, task_id: str, name: str, args: list[str], queue: str) -> None:
+    """Tell Flower a job's task was sent, with its queue (so a waiting job shows as pending).
+
+    ``task_send_sent_event`` stays off for the app: it would announce every
+    beat tick as well.
+    """
+    try:
+        with app.events.default_dispatcher() as dispatcher:
+            dispatcher.send("task-sent", uuid=task_id, name=name, args=repr(args), kwargs="{}",
+                            retries=0, eta=None, expires=None, root_id=task_id, parent_id=None,
+                            queue=queue, exchange=queue, routing_key=queue)
+    except Exception:
+        logger.debug("could not send the task-sent event for %s", task_id, exc_info=True)

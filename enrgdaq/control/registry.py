@@ -44,6 +44,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     last_heartbeat: float | None = None
     restart_at: float | None = None
+    ended_at: float | None = None
     restarts: int = 0
     consecutive_crashes: int = 0
     exit_reason: str = ""

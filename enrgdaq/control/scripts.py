@@ -9,8 +9,12 @@ CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'unknown' end
 local f = redis.call('HMGET', KEYS[1], 'desired', 'task_id', 'state')
 if f[1] ~= 'run' then return 'not_wanted' end
-if f[2] ~= ARGV[1] or f[3] ~= 'waiting' then return 'stale' end
+if f[2] ~= ARGV[1] then return 'stale' end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[5]) then return 'duplicate' end
+if f[3] ~= 'waiting' then
+  redis.call('DEL', KEYS[2])
+  return 'stale'
+end
 redis.call('HSET', KEYS[1], 'state', 'starting', 'pid', ARGV[2], 'hostname', ARGV[3],
            'started_at', ARGV[4], 'last_heartbeat', ARGV[4], 'error', '', 'stop_task', '')
 return 'ok'

@@ -17,9 +17,17 @@ from enrgdaq.control.registry import JobRegistry
 logger = logging.getLogger(__name__)
 
 
+def _broker_url() -> str:
+    from enrgdaq.celery import app
+
+    return str(app.conf.broker_url)
+
+
 def _job_of(request: Any) -> tuple[str, str, str] | None:
     """(supervisor id, unique id, task id) of a run_daq_job request, else None."""
-    name = getattr(request, "task_name", None) or getattr(request, "task", None)
+    # request.name is the shadow name (DAQJobTest[uid]); the task object has the real one.
+    task = getattr(request, "task", None)
+    name = getattr(task, "name", None) or getattr(request, "type", None)
     if name != RUN_TASK_NAME:
         return None
     args = list(getattr(request, "args", None) or [])
@@ -39,7 +47,7 @@ def stop_jobs_of_this_worker(sig: str | None = None, how: str | None = None, **_
             continue
         supervisor_id, unique_id, task_id = job
         try:
-            JobRegistry(connect(), supervisor_id).stop_run(unique_id, task_id)
+            JobRegistry(connect(_broker_url()), supervisor_id).stop_run(unique_id, task_id)
             logger.info("[%s] worker shutting down (%s): job asked to stop", unique_id, how)
         except Exception:
             logger.exception("[%s] could not ask the job to stop", unique_id)
@@ -53,10 +61,45 @@ def revoked_is_a_stop(request: Any = None, terminated: bool = False, **_: Any) -
         return
     supervisor_id, unique_id, _task_id = job
     try:
-        JobRegistry(connect(), supervisor_id).request_stop(unique_id, "revoked")
+        JobRegistry(connect(_broker_url()), supervisor_id).request_stop(unique_id, "revoked")
         logger.info("[%s] revoked (terminated=%s): will not be restarted", unique_id, terminated)
     except Exception:
         logger.exception("[%s] could not record the revoke", unique_id)
+
+
+FLOWER_REFRESH_SECONDS = 10.0
+_last_refresh = 0.0
+
+
+@signals.heartbeat_sent.connect
+def refresh_running_jobs_in_flower(sender: Any = None, **_: Any) -> None:
+    """Re-announce this worker's running DAQ job tasks every few seconds.
+
+    Flower learns tasks from events only, and a job task sends its
+    ``task-started`` once, when it starts, perhaps days before Flower (or a
+    restarted Flower) began to listen. Repeating ``task-received`` and
+    ``task-started`` lets Flower show every running job whenever it starts.
+    """
+    import time
+
+    from celery.worker import state
+
+    global _last_refresh
+    now = time.monotonic()
+    eventer = getattr(sender, "eventer", None)
+    if eventer is None or not getattr(eventer, "enabled", False) or now - _last_refresh < FLOWER_REFRESH_SECONDS:
+        return
+    _last_refresh = now
+    for request in list(state.active_requests):
+        if _job_of(request) is None:
+            continue
+        try:
+            eventer.send("task-received", uuid=request.id, name=request.name, args=request.argsrepr,
+                         kwargs=request.kwargsrepr, root_id=request.root_id, parent_id=request.parent_id,
+                         retries=0, eta=None, expires=None)
+            eventer.send("task-started", uuid=request.id, pid=request.worker_pid)
+        except Exception:
+            logger.debug("could not refresh task %s in Flower", request.id, exc_info=True)
 
 
 class _QuietTicks(logging.Filter):

@@ -1,0 +1,90 @@
+"""Jobs for the tests, loaded the way a lab's own jobs are: ``plugins = ["enrgdaq_testjobs"]``.
+
+They are written against the original's public API only (``DAQJob``,
+``config_type``, ``start()`` polling ``_has_been_freed``, ``_put_message_out``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+import pyarrow as pa
+
+from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.models import DAQJobConfig
+from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, StorableDAQJobConfig
+
+
+class DAQJobSequenceConfig(StorableDAQJobConfig):
+    rate_hz: float = 100.0
+    rows_per_message: int = 1
+
+
+class DAQJobSequence(DAQJob):
+    """Sends rows ``seq, value`` with a sequence number that never repeats within a run."""
+
+    config_type = DAQJobSequenceConfig
+
+    def start(self) -> None:
+        seq = 0
+        period = 1.0 / self.config.rate_hz
+        due = time.monotonic()
+        n = self.config.rows_per_message
+        while not self._has_been_freed:
+            table = pa.table({"seq": list(range(seq, seq + n)), "value": [float(seq)] * n})
+            self._put_message_out(DAQJobMessageStorePyArrow(store_config=self.config.store_config, table=table))
+            seq += n
+            due += period
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+
+
+class DAQJobLifeLogConfig(DAQJobConfig):
+    """``log_dir``: where each instance marks its life: ``<pid>.alive`` while it runs."""
+
+    log_dir: str
+    crash_after_seconds: float | None = None
+
+
+class DAQJobLifeLog(DAQJob):
+    """Marks its life in files, so that a test can see whether two instances ever overlap."""
+
+    config_type = DAQJobLifeLogConfig
+    restart_offset = timedelta(seconds=2)
+
+    def start(self) -> None:
+        os.makedirs(self.config.log_dir, exist_ok=True)
+        marker = os.path.join(self.config.log_dir, f"{os.getpid()}.alive")
+        with open(os.path.join(self.config.log_dir, "events.log"), "a") as log:
+            log.write(f"start {os.getpid()} {time.time():.6f}\n")
+        open(marker, "w").close()
+        started = time.monotonic()
+        try:
+            while not self._has_been_freed:
+                crash = self.config.crash_after_seconds
+                if crash is not None and time.monotonic() - started >= crash:
+                    raise RuntimeError("DAQJobLifeLog crashed on purpose")
+                time.sleep(0.01)
+        finally:
+            os.unlink(marker)
+            with open(os.path.join(self.config.log_dir, "events.log"), "a") as log:
+                log.write(f"stop {os.getpid()} {time.time():.6f}\n")
+
+
+class DAQJobCrashLoop(DAQJob):
+    """Crashes at once, every time: for the backoff tests (short offset)."""
+
+    config_type = DAQJobConfig
+    restart_offset = timedelta(seconds=0.3)
+
+    def start(self) -> None:
+        raise RuntimeError("DAQJobCrashLoop crashed on purpose")
+
+
+class DAQJobSlowRestart(DAQJobLifeLog):
+    """Like DAQJobLifeLog, with a long restart offset (a restart stays pending for a while)."""
+
+    restart_offset = timedelta(seconds=6)
