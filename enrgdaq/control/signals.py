@@ -67,7 +67,7 @@ def revoked_is_a_stop(request: Any = None, terminated: bool = False, **_: Any) -
         logger.exception("[%s] could not record the revoke", unique_id)
 
 
-FLOWER_REFRESH_SECONDS = 10.0
+FLOWER_REFRESH_SECONDS = 4.0
 _last_refresh = 0.0
 
 
@@ -94,10 +94,14 @@ def refresh_running_jobs_in_flower(sender: Any = None, **_: Any) -> None:
         if _job_of(request) is None:
             continue
         try:
+            delivery = request.delivery_info or {}
             eventer.send("task-received", uuid=request.id, name=request.name, args=request.argsrepr,
                          kwargs=request.kwargsrepr, root_id=request.root_id, parent_id=request.parent_id,
-                         retries=0, eta=None, expires=None)
-            eventer.send("task-started", uuid=request.id, pid=request.worker_pid)
+                         retries=0, eta=None, expires=None, exchange=delivery.get("exchange"),
+                         routing_key=delivery.get("routing_key"))
+            # Fields of a RECEIVED that comes after STARTED are mostly ignored: repeat the queue here.
+            eventer.send("task-started", uuid=request.id,
+                         exchange=delivery.get("exchange"), routing_key=delivery.get("routing_key"))
         except Exception:
             logger.debug("could not refresh task %s in Flower", request.id, exc_info=True)
 

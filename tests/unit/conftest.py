@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import zmq
 
 from enrgdaq.message.proxy import MessageProxy
 
@@ -33,6 +34,27 @@ def proxy() -> Iterator[ProxyUrls]:
         message_proxy.start()
         yield urls
     finally:
+        terminate_proxy_thread(message_proxy)
         message_proxy.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
     assert not os.path.exists(run_dir)
+
+
+def terminate_proxy_thread(message_proxy: MessageProxy) -> None:
+    """End the proxy loop, keeping the control socket open until it has ended.
+
+    ``MessageProxy.stop()`` closes its control socket right after sending
+    TERMINATE, which loses the command about one time in four and then waits
+    5 s (see test_proxy_stop.py). Doing this first keeps the suite fast; stop()
+    still runs afterwards and does the rest (context, socket files).
+    """
+    thread = message_proxy._thread
+    if thread is None or not thread.is_alive():
+        return
+    control = message_proxy._context.socket(zmq.PAIR)
+    try:
+        control.connect(message_proxy._control_url)
+        control.send(b"TERMINATE")
+        thread.join(5.0)
+    finally:
+        control.close(0)

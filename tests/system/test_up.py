@@ -1,0 +1,83 @@
+"""``enrgdaq up configs/``: what a new user runs first, with Flower, from start to Ctrl-C."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from enrgdaq.local.redis_server import free_port
+from tests.harness.celery_proc import REPO
+from tests.harness.leaks import live_children
+from tests.harness.system import csv_rows
+from tests.harness.waiting import wait_for
+
+pytestmark = pytest.mark.system
+
+
+def flower_tasks(port: int, auth: str) -> dict[str, dict[str, object]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/tasks")
+    request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return {}
+
+
+def test_enrgdaq_up_runs_the_examples_shows_them_in_flower_and_stops_cleanly(tmp_path) -> None:
+    workdir = str(tmp_path)
+    shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENRGDAQ_")}
+    env["FLOWER_BASIC_AUTH"] = "operator:test-secret"
+    port = free_port()
+    log_path = os.path.join(workdir, "up.out")
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", "--flower",
+                               "--flower-port", str(port)], cwd=workdir, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: len(csv_rows(os.path.join(workdir, "out"))) >= 3, 30, "rows on disk")
+
+        # From another terminal in the same directory, without flags.
+        status = subprocess.run([sys.executable, "-m", "enrgdaq.cli.main", "status", "--json"], cwd=workdir,
+                                env=env, capture_output=True, text=True, timeout=30, check=True)
+        doc = json.loads(status.stdout)
+        assert doc["supervisor_id"] == "example"
+        assert {j["unique_id"]: j["state"] for j in doc["jobs"]} == {
+            "store_csv": "running", "test_producer": "running"}
+        assert set(doc["jobs"][0]) >= {"unique_id", "daq_job_type", "queue", "state", "pid", "hostname",
+                                       "restarts", "last_heartbeat", "restart_at"}
+
+        def job_tasks() -> dict[str, dict[str, object]]:
+            tasks = flower_tasks(port, "operator:test-secret").values()
+            return {str(t["name"]): t for t in tasks if t.get("state") == "STARTED" and t.get("routing_key")}
+
+        shown = wait_for(lambda: len(job_tasks()) == 2 and job_tasks(), 30,
+                         "Flower to show both jobs as started, on their queues")
+        assert shown["DAQJobTest[test_producer]"]["routing_key"] == "default", shown
+        assert shown["DAQJobStoreCSV[store_csv]"]["routing_key"] == "store"
+        # Beat's ticks (12 a second) stay out of Flower's task list.
+        names = {str(t["name"]) for t in flower_tasks(port, "operator:test-secret").values()}
+        assert names == {"DAQJobTest[test_producer]", "DAQJobStoreCSV[store_csv]"}, names
+        with open(log_path) as f:
+            assert f"flower: http://127.0.0.1:{port}" in f.read()
+    finally:
+        asked = time.monotonic()
+        up.send_signal(signal.SIGINT)
+        code = up.wait(30)
+        took = time.monotonic() - asked
+    assert code == 0
+    assert took <= 10, f"Ctrl-C took {took:.1f} s"
+    assert not live_children()
+    assert not os.path.exists("/dev/shm/enrgdaq/example")
+    assert not os.path.exists(os.path.join(workdir, ".enrgdaq", "up.json"))
