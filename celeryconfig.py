@@ -46,12 +46,17 @@ beat_max_loop_interval = 1.0
 
 def _tick(task: str, seconds: float) -> dict[str, object]:
     # Expire a tick that waited longer than a few periods: a late tick is worthless.
-    return {"task": task, "schedule": seconds,
-            "options": {"queue": "supervisor", "expires": max(4 * seconds, 1.0)}}
+    return {
+        "task": task,
+        "schedule": seconds,
+        "options": {"queue": "supervisor", "expires": max(4 * seconds, 1.0)},
+    }
 
 
 beat_schedule = {
     "enrgdaq-routes": _tick("enrgdaq.supervisor.routes", DAQ_SUPERVISOR_ROUTES_MESSAGE_INTERVAL_SECONDS),
-    "enrgdaq-heartbeat": _tick("enrgdaq.supervisor.heartbeat", DAQ_SUPERVISOR_HEARTBEAT_MESSAGE_INTERVAL_SECONDS),
+    "enrgdaq-heartbeat": _tick(
+        "enrgdaq.supervisor.heartbeat", DAQ_SUPERVISOR_HEARTBEAT_MESSAGE_INTERVAL_SECONDS
+    ),
     "enrgdaq-stats": _tick("enrgdaq.supervisor.stats", DAQ_SUPERVISOR_STATS_MESSAGE_INTERVAL_SECONDS),
 }

@@ -39,8 +39,12 @@ def first_row(directory: str, timeout: float) -> float | None:
 def one_run(workdir: str) -> tuple[float, float]:
     shutil.rmtree(os.path.join(workdir, "out"), ignore_errors=True)
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", "--quiet"],
-                            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", "--quiet"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seen = first_row(workdir, 30.0)
     time.sleep(1.0)
     t1 = time.monotonic()
@@ -70,14 +74,21 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     rows = [r for r, _ in results]
     stops = [s for _, s in results]
-    summary = {"first_row_median_s": statistics.median(rows), "first_row_max_s": max(rows),
-               "stop_median_s": statistics.median(stops), "stop_max_s": max(stops), "runs": len(results)}
+    summary = {
+        "first_row_median_s": statistics.median(rows),
+        "first_row_max_s": max(rows),
+        "stop_median_s": statistics.median(stops),
+        "stop_max_s": max(stops),
+        "runs": len(results),
+    }
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"median first row {summary['first_row_median_s']:.2f} s (max {summary['first_row_max_s']:.2f}); "
-              f"target 3 s. median stop {summary['stop_median_s']:.2f} s (max {summary['stop_max_s']:.2f}); "
-              "target 10 s")
+        print(
+            f"median first row {summary['first_row_median_s']:.2f} s (max {summary['first_row_max_s']:.2f}); "
+            f"target 3 s. median stop {summary['stop_median_s']:.2f} s (max {summary['stop_max_s']:.2f}); "
+            "target 10 s"
+        )
 
 
 if __name__ == "__main__":

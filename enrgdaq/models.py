@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from enum import Enum
+from enum import StrEnum
 
 import msgspec
 
@@ -18,7 +18,7 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 file names, so they are limited to letters, digits, ``_``, ``.`` and ``-``."""
 
 
-class LogVerbosity(str, Enum):
+class LogVerbosity(StrEnum):
     DEBUG = "DEBUG"
     INFO = "INFO"
     WARNING = "WARNING"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,7 +60,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class RestartDAQJobSchedule:
     daq_job_process: DAQJobProcess
@@ -95,11 +93,16 @@ class Supervisor:
         self.problems: list[ConfigError] = []
         self._is_stopped = False
         self._app = celery_app
-        self.run_dir = os.environ.get(RUN_DIR_ENV) or self.config.run_dir or default_run_dir(self.supervisor_id)
+        self.run_dir = (
+            os.environ.get(RUN_DIR_ENV) or self.config.run_dir or default_run_dir(self.supervisor_id)
+        )
         self.supervisor_xpub_url = f"ipc://{os.path.join(self.run_dir, 'xpub.sock')}"
         self.supervisor_xsub_url = f"ipc://{os.path.join(self.run_dir, 'xsub.sock')}"
-        self.redis_url = os.environ.get(REDIS_URL_ENV) or self.config.redis_url or (
-            celery_app.conf.broker_url if celery_app is not None else "redis://127.0.0.1:6379/0")
+        self.redis_url = (
+            os.environ.get(REDIS_URL_ENV)
+            or self.config.redis_url
+            or (celery_app.conf.broker_url if celery_app is not None else "redis://127.0.0.1:6379/0")
+        )
         self.registry: JobRegistry | None = None
         self._proxy: MessageProxy | None = None
         self._events: FailedTaskListener | None = None
@@ -136,8 +139,12 @@ class Supervisor:
         self._events = FailedTaskListener(self.app, self.registry, self.config.restart_backoff_max_seconds)
         self._events.start()
         self.warn_for_lack_of_daq_jobs()
-        self._logger.info("supervisor '%s' up: redis %s, run dir %s", self.supervisor_id,
-                          redact(self.redis_url), self.run_dir)
+        self._logger.info(
+            "supervisor '%s' up: redis %s, run dir %s",
+            self.supervisor_id,
+            redact(self.redis_url),
+            self.run_dir,
+        )
 
     def _load_plugins(self) -> None:
         assert self.config is not None
@@ -145,8 +152,11 @@ class Supervisor:
             try:
                 job_types.load_plugin(module)
             except ConfigError as exc:
-                located = ConfigError(exc.message, file=os.path.join(
-                    self._daq_job_config_path, SUPERVISOR_CONFIG_FILE_NAME), field="plugins")
+                located = ConfigError(
+                    exc.message,
+                    file=os.path.join(self._daq_job_config_path, SUPERVISOR_CONFIG_FILE_NAME),
+                    field="plugins",
+                )
                 self.problems.append(located)
                 self._logger.error("%s", located)
 
@@ -193,12 +203,17 @@ class Supervisor:
     def _refresh_views(self, specs: list[JobSpec] | None = None) -> None:
         assert self.registry is not None and self.config is not None
         records = self.registry.all()
-        self.daq_job_processes = [DAQJobProcess.from_record(r, self.config.info) for r in records
-                                  if r.state.value not in ("stopped", "crashed")]
+        self.daq_job_processes = [
+            DAQJobProcess.from_record(r, self.config.info)
+            for r in records
+            if r.state.value not in ("stopped", "crashed")
+        ]
         self.restart_schedules = [
-            RestartDAQJobSchedule(DAQJobProcess.from_record(r, self.config.info),
-                                  datetime.fromtimestamp(r.restart_at))
-            for r in records if r.restart_at
+            RestartDAQJobSchedule(
+                DAQJobProcess.from_record(r, self.config.info), datetime.fromtimestamp(r.restart_at)
+            )
+            for r in records
+            if r.restart_at
         ]
 
     # -- the loop ----------------------------------------------------------------
@@ -238,7 +253,9 @@ class Supervisor:
         assert self.registry is not None
         dispatch_due(self.app, self.registry)
 
-    def get_restart_schedules(self, dead_processes: list[DAQJobProcess] | None = None) -> list[RestartDAQJobSchedule]:
+    def get_restart_schedules(
+        self, dead_processes: list[DAQJobProcess] | None = None
+    ) -> list[RestartDAQJobSchedule]:
         """Pending restarts, as held in Redis (``dead_processes`` is accepted for compatibility)."""
         self._refresh_views()
         return list(self.restart_schedules)
@@ -277,5 +294,3 @@ class Supervisor:
         if not os.path.exists(path):
             self._logger.warning("No supervisor config file found at '%s', using default config", path)
         return load_supervisor_config(self._daq_job_config_path)
-
-

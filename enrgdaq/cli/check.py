@@ -24,15 +24,20 @@ def check(config_dir: str) -> None:
             try:
                 registry.load_plugin(module)
             except ConfigError as exc:
-                problems.append(ConfigError(exc.message, file=f"{config_dir.rstrip('/')}/supervisor.toml",
-                                            field="plugins"))
+                problems.append(
+                    ConfigError(
+                        exc.message, file=f"{config_dir.rstrip('/')}/supervisor.toml", field="plugins"
+                    )
+                )
     try:
         specs, job_problems = load_job_dir(config_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     problems += job_problems
     for spec in specs:
-        click.echo(f"ok    {spec.config_file}: {spec.daq_job_type} '{spec.unique_id}' on queue '{spec.queue}'")
+        click.echo(
+            f"ok    {spec.config_file}: {spec.daq_job_type} '{spec.unique_id}' on queue '{spec.queue}'"
+        )
     for problem in problems:
         click.echo(f"error {problem}", err=True)
     if problems:

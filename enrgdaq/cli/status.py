@@ -11,17 +11,33 @@ import msgspec
 from enrgdaq.cli.target import find_registry, redis_option, supervisor_option
 from enrgdaq.control.status import JobStatus, collect_status
 
-COLUMNS = ("unique_id", "daq_job_type", "queue", "state", "pid", "hostname", "restarts",
-           "last_heartbeat", "restart_at")
+COLUMNS = (
+    "unique_id",
+    "daq_job_type",
+    "queue",
+    "state",
+    "pid",
+    "hostname",
+    "restarts",
+    "last_heartbeat",
+    "restart_at",
+)
 
 
-def status_document(supervisor_id: str, jobs: list[JobStatus], alive: bool, problems: dict[str, str]) -> dict[str, object]:
+def status_document(
+    supervisor_id: str, jobs: list[JobStatus], alive: bool, problems: dict[str, str]
+) -> dict[str, object]:
     return {
         "supervisor_id": supervisor_id,
         "supervisor_alive": alive,
         "jobs": [
-            {**{c: getattr(j, c) for c in COLUMNS}, "error": j.error, "config_file": j.config_file,
-             "messages_in": j.stats.get("processed", 0), "messages_out": j.stats.get("sent", 0)}
+            {
+                **{c: getattr(j, c) for c in COLUMNS},
+                "error": j.error,
+                "config_file": j.config_file,
+                "messages_in": j.stats.get("processed", 0),
+                "messages_out": j.stats.get("sent", 0),
+            }
             for j in jobs
         ],
         "problems": problems,
@@ -39,14 +55,30 @@ def render_table(doc: dict[str, object]) -> str:
     jobs = doc["jobs"]
     assert isinstance(jobs, list)
     header = ["JOB", "TYPE", "QUEUE", "STATE", "PID", "HOST", "RESTARTS", "HEARTBEAT", "RESTART", "IN", "OUT"]
-    rows = [[str(j["unique_id"]), str(j["daq_job_type"]), str(j["queue"] or "-"), str(j["state"]),
-             str(j["pid"] or "-"), str(j["hostname"] or "-"), str(j["restarts"]),
-             _age(j["last_heartbeat"]), _age(j["restart_at"]), str(j["messages_in"]), str(j["messages_out"])]
-            for j in jobs]
+    rows = [
+        [
+            str(j["unique_id"]),
+            str(j["daq_job_type"]),
+            str(j["queue"] or "-"),
+            str(j["state"]),
+            str(j["pid"] or "-"),
+            str(j["hostname"] or "-"),
+            str(j["restarts"]),
+            _age(j["last_heartbeat"]),
+            _age(j["restart_at"]),
+            str(j["messages_in"]),
+            str(j["messages_out"]),
+        ]
+        for j in jobs
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"supervisor {doc['supervisor_id']} ({'alive' if doc['supervisor_alive'] else 'NOT RESPONDING'})"]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-              for row in [header, *rows]]
+    lines = [
+        f"supervisor {doc['supervisor_id']} ({'alive' if doc['supervisor_alive'] else 'NOT RESPONDING'})"
+    ]
+    lines += [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     for j in jobs:
         if j["error"] and j["state"] in ("crashed", "restart_scheduled"):
             lines.append(f"{j['unique_id']}: {str(j['error']).strip().splitlines()[-1]}")

@@ -32,15 +32,21 @@ def find_registry(redis_url: str | None, supervisor_id: str | None) -> tuple[Job
             records = SupervisorRecord.load_any(client)
             if len(records) != 1:
                 names = ", ".join(r.supervisor_id for r in records) or "none"
-                raise click.ClickException(f"{len(records)} supervisors in this Redis ({names}); "
-                                           "choose one with --supervisor")
+                raise click.ClickException(
+                    f"{len(records)} supervisors in this Redis ({names}); choose one with --supervisor"
+                )
             record = records[0]
     except DAQError as exc:
         raise click.ClickException(str(exc)) from exc
     return JobRegistry(client, record.supervisor_id), record
 
 
-redis_option = click.option("--redis-url", envvar="ENRGDAQ_REDIS_URL", default=None,
-                            help="Redis of the control plane (default: the one `enrgdaq up` started here).")
-supervisor_option = click.option("--supervisor", "supervisor_id", default=None,
-                                 help="Supervisor id (default: the only one).")
+redis_option = click.option(
+    "--redis-url",
+    envvar="ENRGDAQ_REDIS_URL",
+    default=None,
+    help="Redis of the control plane (default: the one `enrgdaq up` started here).",
+)
+supervisor_option = click.option(
+    "--supervisor", "supervisor_id", default=None, help="Supervisor id (default: the only one)."
+)

@@ -23,8 +23,11 @@ def _echo(line: str) -> None:
 def up(config_dir: str, flower: bool, flower_port: int, quiet: bool) -> None:
     """Start Redis (unless configured), the supervisor, beat and the workers the configs need."""
     try:
-        stack = Stack(UpOptions(config_dir=config_dir, flower=flower, flower_port=flower_port,
-                                echo=_echo, echo_logs=not quiet))
+        stack = Stack(
+            UpOptions(
+                config_dir=config_dir, flower=flower, flower_port=flower_port, echo=_echo, echo_logs=not quiet
+            )
+        )
     except DAQError as exc:
         raise click.ClickException(str(exc)) from exc
     raise click.exceptions.Exit(stack.run_forever())

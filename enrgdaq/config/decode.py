@@ -42,12 +42,17 @@ def _located(message: str, text: str, file: str) -> ConfigError:
     detail = message.split(" - at ")[0]
     if "unknown field" in message and name:
         field_path = [*path, name]
-        return ConfigError(f"unknown key ({detail})", file=file, line=find_line(text, field_path),
-                           field=".".join(field_path))
+        return ConfigError(
+            f"unknown key ({detail})", file=file, line=find_line(text, field_path), field=".".join(field_path)
+        )
     if "missing required field" in message and name:
         field_path = [*path, name]
-        return ConfigError(f"missing required field ({detail})", file=file,
-                           line=find_line(text, path), field=".".join(field_path))
+        return ConfigError(
+            f"missing required field ({detail})",
+            file=file,
+            line=find_line(text, path),
+            field=".".join(field_path),
+        )
     if not path:
         # A check in __post_init__ names its field first ("rand_min (5) must not ...").
         first = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\b", detail)

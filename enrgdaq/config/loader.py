@@ -63,7 +63,10 @@ def load_supervisor_config(config_dir: str) -> SupervisorConfig:
     if not ID_PATTERN.match(config.info.supervisor_id):
         raise ConfigError(
             f"supervisor_id '{config.info.supervisor_id}' may only use letters, digits, '_', '.' "
-            "and '-' (at most 64)", file=path, field="info.supervisor_id")
+            "and '-' (at most 64)",
+            file=path,
+            field="info.supervisor_id",
+        )
     return config
 
 
@@ -92,28 +95,38 @@ def load_job_text(text: str, path: str) -> JobSpec:
     data = parse_toml(text, path)
     job_type = data.get("daq_job_type")
     if not isinstance(job_type, str):
-        raise ConfigError("missing required field 'daq_job_type' (the job's class name)",
-                          file=path, field="daq_job_type")
+        raise ConfigError(
+            "missing required field 'daq_job_type' (the job's class name)", file=path, field="daq_job_type"
+        )
     try:
         cls = get_daq_job_class(job_type)
     except ConfigError as exc:
-        raise ConfigError(exc.message, file=path, line=find_line(text, ["daq_job_type"]),
-                          field="daq_job_type") from exc
+        raise ConfigError(
+            exc.message, file=path, line=find_line(text, ["daq_job_type"]), field="daq_job_type"
+        ) from exc
     except DAQError as exc:
-        raise ConfigError(str(exc), file=path, line=find_line(text, ["daq_job_type"]),
-                          field="daq_job_type") from exc
+        raise ConfigError(
+            str(exc), file=path, line=find_line(text, ["daq_job_type"]), field="daq_job_type"
+        ) from exc
     config = decode(text, cls.config_type, path)
     stem = os.path.splitext(os.path.basename(path))[0]
     unique_id = config.daq_job_unique_id or sanitize_id(stem)
     if not ID_PATTERN.match(unique_id):
-        raise ConfigError(f"daq_job_unique_id '{unique_id}' may only use letters, digits, '_', '.' "
-                          "and '-' (at most 64)", file=path, field="daq_job_unique_id",
-                          line=find_line(text, ["daq_job_unique_id"]))
+        raise ConfigError(
+            f"daq_job_unique_id '{unique_id}' may only use letters, digits, '_', '.' and '-' (at most 64)",
+            file=path,
+            field="daq_job_unique_id",
+            line=find_line(text, ["daq_job_unique_id"]),
+        )
     config.daq_job_unique_id = unique_id
     queue = config.queue or cls.queue
     if not QUEUE_PATTERN.match(queue):
-        raise ConfigError(f"queue '{queue}' may only use letters, digits, '_', '.' and '-'",
-                          file=path, field="queue", line=find_line(text, ["queue"]))
+        raise ConfigError(
+            f"queue '{queue}' may only use letters, digits, '_', '.' and '-'",
+            file=path,
+            field="queue",
+            line=find_line(text, ["queue"]),
+        )
     return JobSpec(
         unique_id=unique_id,
         daq_job_cls=cls,
@@ -147,9 +160,13 @@ def load_job_dir(config_dir: str) -> tuple[list[JobSpec], list[ConfigError]]:
             problems.append(exc)
             continue
         if spec.unique_id in seen:
-            problems.append(ConfigError(
-                f"daq_job_unique_id '{spec.unique_id}' is already used by {seen[spec.unique_id]}",
-                file=path, field="daq_job_unique_id"))
+            problems.append(
+                ConfigError(
+                    f"daq_job_unique_id '{spec.unique_id}' is already used by {seen[spec.unique_id]}",
+                    file=path,
+                    field="daq_job_unique_id",
+                )
+            )
             continue
         seen[spec.unique_id] = path
         specs.append(spec)

@@ -20,16 +20,15 @@ from enrgdaq.constants import CONFIG_DIR_ENV, SUPERVISOR_ID_ENV, SUPERVISOR_QUEU
 logger = logging.getLogger(__name__)
 
 
-
 def preload_job_runtime() -> None:
     """Import what a job run needs before the pool forks, so that a job starts in milliseconds."""
-    import enrgdaq.control.runner  # noqa: F401
-    import enrgdaq.daq.jobs.store.csv  # noqa: F401
-    import enrgdaq.daq.jobs.test_job  # noqa: F401
+    import enrgdaq.control.runner
+    import enrgdaq.daq.jobs.store.csv
+    import enrgdaq.daq.jobs.test_job
     import enrgdaq.message.client  # noqa: F401
 
 
-class SupervisorStep(bootsteps.StartStopStep):  # type: ignore[misc]
+class SupervisorStep(bootsteps.StartStopStep):
     label = "ENRGDAQ supervisor"
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:

@@ -38,14 +38,20 @@ def dispatch_due(app: Any, registry: JobRegistry, now: float | None = None) -> l
                 shadow=task_display_name(daq_job_type, unique_id),
             )
         except Exception:
-            logger.exception("[%s] could not send its task; retrying in %.0f s", unique_id,
-                             REDISPATCH_DELAY_SECONDS)
+            logger.exception(
+                "[%s] could not send its task; retrying in %.0f s", unique_id, REDISPATCH_DELAY_SECONDS
+            )
             registry.redis.hset(registry.keys.job(unique_id), "state", "restart_scheduled")
             registry.reschedule(unique_id, time.time() + REDISPATCH_DELAY_SECONDS)
             continue
         logger.info("[%s] dispatched to queue '%s' as task %s", unique_id, queue, task_id)
-        announce_sent(app, task_id, task_display_name(daq_job_type, unique_id),
-                      [registry.keys.supervisor_id, unique_id], queue)
+        announce_sent(
+            app,
+            task_id,
+            task_display_name(daq_job_type, unique_id),
+            [registry.keys.supervisor_id, unique_id],
+            queue,
+        )
         sent.append(unique_id)
     return sent
 
@@ -58,8 +64,20 @@ def announce_sent(app: Any, task_id: str, name: str, args: list[str], queue: str
     """
     try:
         with app.events.default_dispatcher() as dispatcher:
-            dispatcher.send("task-sent", uuid=task_id, name=name, args=repr(args), kwargs="{}",
-                            retries=0, eta=None, expires=None, root_id=task_id, parent_id=None,
-                            queue=queue, exchange=queue, routing_key=queue)
+            dispatcher.send(
+                "task-sent",
+                uuid=task_id,
+                name=name,
+                args=repr(args),
+                kwargs="{}",
+                retries=0,
+                eta=None,
+                expires=None,
+                root_id=task_id,
+                parent_id=None,
+                queue=queue,
+                exchange=queue,
+                routing_key=queue,
+            )
     except Exception:
         logger.debug("could not send the task-sent event for %s", task_id, exc_info=True)

@@ -34,7 +34,8 @@ class FailedTaskListener(threading.Thread):
             try:
                 with self.app.connection_for_read() as connection:
                     self._receiver = self.app.events.Receiver(
-                        connection, handlers={"task-failed": self.on_task_failed})
+                        connection, handlers={"task-failed": self.on_task_failed}
+                    )
                     # Returns only when should_stop is set (checked every second).
                     self._receiver.capture(limit=None, timeout=None, wakeup=False)
             except Exception:
@@ -53,8 +54,12 @@ class FailedTaskListener(threading.Thread):
             why = str(event.get("exception") or "task failed")
             traceback_text = str(event.get("traceback") or "")
             state = self.registry.end(
-                record.unique_id, task_id, Outcome.CRASHED, f"{why}\n{traceback_text}".strip(),
-                at=record.last_heartbeat, backoff_max=self.backoff_max,
+                record.unique_id,
+                task_id,
+                Outcome.CRASHED,
+                f"{why}\n{traceback_text}".strip(),
+                at=record.last_heartbeat,
+                backoff_max=self.backoff_max,
                 alive_seconds=DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS,
             )
             if state != "ignored":

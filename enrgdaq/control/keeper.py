@@ -52,8 +52,10 @@ class LeaseKeeper(threading.Thread):
                 last_ok = now
             except redis.RedisError as exc:
                 if now - last_ok > LEASE_TTL_MS / 1000:
-                    self._ask_stop(f"lost contact with Redis ({exc}); stopping so that no second "
-                                   "instance can overlap", lost=True)
+                    self._ask_stop(
+                        f"lost contact with Redis ({exc}); stopping so that no second instance can overlap",
+                        lost=True,
+                    )
                 continue
             if answer == "stop":
                 self._ask_stop("stop requested")
@@ -79,11 +81,18 @@ class LeaseKeeper(threading.Thread):
         """A job whose ``start()`` ignores stop requests is ended by force, after a grace period."""
         if self._stop_at is None or now - self._stop_at < DAQ_JOB_STOP_GRACE_SECONDS:
             return
-        logger.error("[%s] start() did not return %.0f s after the stop request; ending the "
-                     "process", self.unique_id, DAQ_JOB_STOP_GRACE_SECONDS)
+        logger.error(
+            "[%s] start() did not return %.0f s after the stop request; ending the process",
+            self.unique_id,
+            DAQ_JOB_STOP_GRACE_SECONDS,
+        )
         try:
-            self.registry.end(self.unique_id, self.task_id, Outcome.STOPPED,
-                              "did not stop within the grace period; process ended")
+            self.registry.end(
+                self.unique_id,
+                self.task_id,
+                Outcome.STOPPED,
+                "did not stop within the grace period; process ended",
+            )
         finally:
             os._exit(1)
 

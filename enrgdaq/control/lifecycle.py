@@ -13,10 +13,10 @@ the vanished process) schedule exactly one restart.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     REGISTERED = "registered"
     WAITING = "waiting"
     STARTING = "starting"
@@ -36,7 +36,7 @@ class JobState(str, Enum):
         return self in (JobState.STARTING, JobState.RUNNING)
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """How a run ended, as reported to :meth:`JobRegistry.end`."""
 
     CRASHED = "crashed"  # exception, killed process, lost worker, expired lease

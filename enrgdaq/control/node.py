@@ -44,7 +44,8 @@ class SupervisorRecord(msgspec.Struct, kw_only=True):
         if raw is None:
             raise SupervisorNotFoundError(
                 f"no supervisor '{supervisor_id}' is registered in Redis; start it with "
-                "`celery -A enrgdaq worker -Q supervisor` or `enrgdaq up CONFIG_DIR`")
+                "`celery -A enrgdaq worker -Q supervisor` or `enrgdaq up CONFIG_DIR`"
+            )
         return msgspec.json.decode(raw if isinstance(raw, bytes) else str(raw).encode(), type=cls)
 
     @classmethod

@@ -15,11 +15,11 @@ from celery.concurrency import asynpool, prefork
 MAINTAIN_INTERVAL_SECONDS = 0.25
 
 
-class FastMaintainAsynPool(asynpool.AsynPool):  # type: ignore[misc]
+class FastMaintainAsynPool(asynpool.AsynPool):
     @property
     def timers(self) -> dict[Any, float]:
         return {self.maintain_pool: MAINTAIN_INTERVAL_SECONDS}
 
 
-class TaskPool(prefork.TaskPool):  # type: ignore[misc]
+class TaskPool(prefork.TaskPool):
     Pool = FastMaintainAsynPool

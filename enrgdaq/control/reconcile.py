@@ -69,8 +69,12 @@ class Reconciler:
 
     def _declare_dead(self, record: JobRecord, why: str) -> None:
         state = self.registry.end(
-            record.unique_id, record.task_id, Outcome.CRASHED, why,
-            at=record.last_heartbeat, backoff_max=self.backoff_max,
+            record.unique_id,
+            record.task_id,
+            Outcome.CRASHED,
+            why,
+            at=record.last_heartbeat,
+            backoff_max=self.backoff_max,
             alive_seconds=DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS,
         )
         if state != "ignored":

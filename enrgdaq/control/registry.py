@@ -113,7 +113,7 @@ class JobRegistry:
     # -- registration ------------------------------------------------------
     def register(self, record: JobRecord) -> None:
         """Add a job and schedule its first dispatch now."""
-        mapping = {
+        mapping: dict[Any, Any] = {
             "unique_id": record.unique_id,
             "daq_job_type": record.daq_job_type,
             "queue": record.queue,
@@ -157,8 +157,9 @@ class JobRegistry:
         pipe.zrem(self.keys.restarts, unique_id)
         pipe.execute()
 
-    def update_config(self, unique_id: str, config: str, queue: str, restart_on_crash: bool,
-                      restart_offset: float) -> None:
+    def update_config(
+        self, unique_id: str, config: str, queue: str, restart_on_crash: bool, restart_offset: float
+    ) -> None:
         self.redis.hset(
             self.keys.job(unique_id),
             mapping={
@@ -188,7 +189,7 @@ class JobRegistry:
     # -- a run's own transitions -------------------------------------------
     def claim(self, unique_id: str, task_id: str, pid: int, hostname: str) -> str:
         keys = [self.keys.job(unique_id), self.keys.lease(unique_id)]
-        args = [task_id, pid, hostname, repr(time.time()), LEASE_TTL_MS]
+        args: list[Any] = [task_id, pid, hostname, repr(time.time()), LEASE_TTL_MS]
         return str(self._claim(keys=keys, args=args))
 
     def renew(self, unique_id: str, task_id: str) -> str:
@@ -212,8 +213,16 @@ class JobRegistry:
         """Record that a run ended; returns the new state, or ``ignored`` if already recorded."""
         now = time.time()
         keys = [self.keys.job(unique_id), self.keys.lease(unique_id), self.keys.restarts]
-        args = [task_id, outcome.value, error[-4000:], repr(at if at is not None else now),
-                backoff_max, alive_seconds, unique_id, repr(now)]
+        args: list[Any] = [
+            task_id,
+            outcome.value,
+            error[-4000:],
+            repr(at if at is not None else now),
+            backoff_max,
+            alive_seconds,
+            unique_id,
+            repr(now),
+        ]
         return str(self._end(keys=keys, args=args))
 
     def set_stats(self, unique_id: str, stats: dict[str, Any]) -> None:

@@ -44,13 +44,12 @@ class JobRun:
             outcome, error = self._run_job(supervisor, keeper)
         except BaseException as exc:
             outcome, error = Outcome.CRASHED, "".join(traceback.format_exception(exc)).strip()
-            logger.error("[%s] crashed: %s", self.unique_id, exc, exc_info=True)
+            logger.exception("[%s] crashed: %s", self.unique_id, exc)
             raise
         finally:
             keeper.close()
             keeper.write_stats()
-            state = self.registry.end(self.unique_id, self.task_id, outcome, error,
-                                      backoff_max=backoff_max)
+            state = self.registry.end(self.unique_id, self.task_id, outcome, error, backoff_max=backoff_max)
             logger.info("[%s] run ended (%s) -> %s", self.unique_id, outcome.value, state)
         return outcome.value
 

@@ -87,7 +87,11 @@ def refresh_running_jobs_in_flower(sender: Any = None, **_: Any) -> None:
     global _last_refresh
     now = time.monotonic()
     eventer = getattr(sender, "eventer", None)
-    if eventer is None or not getattr(eventer, "enabled", False) or now - _last_refresh < FLOWER_REFRESH_SECONDS:
+    if (
+        eventer is None
+        or not getattr(eventer, "enabled", False)
+        or now - _last_refresh < FLOWER_REFRESH_SECONDS
+    ):
         return
     _last_refresh = now
     for request in list(state.active_requests):
@@ -95,13 +99,27 @@ def refresh_running_jobs_in_flower(sender: Any = None, **_: Any) -> None:
             continue
         try:
             delivery = request.delivery_info or {}
-            eventer.send("task-received", uuid=request.id, name=request.name, args=request.argsrepr,
-                         kwargs=request.kwargsrepr, root_id=request.root_id, parent_id=request.parent_id,
-                         retries=0, eta=None, expires=None, exchange=delivery.get("exchange"),
-                         routing_key=delivery.get("routing_key"))
+            eventer.send(
+                "task-received",
+                uuid=request.id,
+                name=request.name,
+                args=request.argsrepr,
+                kwargs=request.kwargsrepr,
+                root_id=request.root_id,
+                parent_id=request.parent_id,
+                retries=0,
+                eta=None,
+                expires=None,
+                exchange=delivery.get("exchange"),
+                routing_key=delivery.get("routing_key"),
+            )
             # Fields of a RECEIVED that comes after STARTED are mostly ignored: repeat the queue here.
-            eventer.send("task-started", uuid=request.id,
-                         exchange=delivery.get("exchange"), routing_key=delivery.get("routing_key"))
+            eventer.send(
+                "task-started",
+                uuid=request.id,
+                exchange=delivery.get("exchange"),
+                routing_key=delivery.get("routing_key"),
+            )
         except Exception:
             logger.debug("could not refresh task %s in Flower", request.id, exc_info=True)
 

@@ -74,12 +74,21 @@ def collect_status(registry: JobRegistry, info: SupervisorInfo) -> SupervisorSta
     problems = registry.redis.hgetall(keys.problems)
     return SupervisorStatus(
         supervisor_info=info,
-        daq_jobs=[DAQJobInfo(daq_job_type=r.daq_job_type, unique_id=r.unique_id, instance_id=r.restarts,
-                             supervisor_info=info) for r in records if r.state.is_live],
+        daq_jobs=[
+            DAQJobInfo(
+                daq_job_type=r.daq_job_type,
+                unique_id=r.unique_id,
+                instance_id=r.restarts,
+                supervisor_info=info,
+            )
+            for r in records
+            if r.state.is_live
+        ],
         daq_job_stats={info.supervisor_id: {r.unique_id: job_stats(r) for r in records}},
         restart_schedules=[
             RestartScheduleInfo(job=r.unique_id, restart_at=_iso(r.restart_at) or "")
-            for r in records if r.restart_at
+            for r in records
+            if r.restart_at
         ],
         jobs=[job_status(r) for r in records],
         problems=dict(problems),  # type: ignore[arg-type]

@@ -36,7 +36,6 @@ from enrgdaq.message.client import Publisher
 logger = logging.getLogger(__name__)
 
 
-
 def _when(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch) if epoch else None
 
@@ -44,11 +43,16 @@ def _when(epoch: float | None) -> datetime | None:
 def job_stats(record: JobRecord) -> DAQJobStats:
     s = record.stats_dict
     return DAQJobStats(
-        message_in_stats=DAQJobStatsRecord(count=int(s.get("processed", 0)), last_updated=_when(s.get("last_in"))),
-        message_out_stats=DAQJobStatsRecord(count=int(s.get("sent", 0)), last_updated=_when(s.get("last_out"))),
+        message_in_stats=DAQJobStatsRecord(
+            count=int(s.get("processed", 0)), last_updated=_when(s.get("last_in"))
+        ),
+        message_out_stats=DAQJobStatsRecord(
+            count=int(s.get("sent", 0)), last_updated=_when(s.get("last_out"))
+        ),
         restart_stats=DAQJobStatsRecord(count=record.restarts, last_updated=_when(record.started_at)),
         resource_stats=DAQJobResourceStats(
-            cpu_percent=float(s.get("cpu_percent", 0.0)), rss_mb=float(s.get("rss_mb", 0.0))),
+            cpu_percent=float(s.get("cpu_percent", 0.0)), rss_mb=float(s.get("rss_mb", 0.0))
+        ),
         is_alive=record.state is JobState.RUNNING,
     )
 
@@ -58,10 +62,10 @@ class SupervisorTicker:
         client = connect(app.conf.broker_url)
         self.registry = JobRegistry(client, supervisor_id)
         self.record = SupervisorRecord.load(client, supervisor_id)
-        self.reconciler = Reconciler(self.registry, app, this_host(),
-                                     self.record.restart_backoff_max_seconds)
-        self.info = DAQJobInfo(daq_job_type="Supervisor", unique_id=supervisor_id,
-                               supervisor_info=self.record.info)
+        self.reconciler = Reconciler(self.registry, app, this_host(), self.record.restart_backoff_max_seconds)
+        self.info = DAQJobInfo(
+            daq_job_type="Supervisor", unique_id=supervisor_id, supervisor_info=self.record.info
+        )
         self.broadcast = Topic.supervisor_broadcast(supervisor_id)
         self._context: zmq.Context | None = None
         self._publisher: Publisher | None = None

@@ -40,7 +40,7 @@ ROUTES_GRACE_SECONDS = 5.0
 """How long a new producer holds a store message whose store has not subscribed yet."""
 
 
-class JobLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+class JobLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """Puts the job's unique id at the start of every line it logs."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
@@ -49,7 +49,7 @@ class JobLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 class DAQJob:
-    allowed_message_in_types: ClassVar[list[type[DAQJobMessage]]] = []
+    allowed_message_in_types: list[type[DAQJobMessage]] = []
     topics_to_subscribe: list[str] = []
     config_type: Any = DAQJobConfig
     config: Any
@@ -119,10 +119,15 @@ class DAQJob:
         from enrgdaq.message.client import MessagePlaneClient
 
         self._plane = MessagePlaneClient(
-            xpub_url, xsub_url, self._subscriptions(),
-            own_topic=Topic.daq_job_direct(self.unique_id), log=self._logger,
+            xpub_url,
+            xsub_url,
+            self._subscriptions(),
+            own_topic=Topic.daq_job_direct(self.unique_id),
+            log=self._logger,
         )
-        self.info.subscribed_topics = [s.decode(errors="replace").rstrip("\x00") for s in self._subscriptions()]
+        self.info.subscribed_topics = [
+            s.decode(errors="replace").rstrip("\x00") for s in self._subscriptions()
+        ]
         self._plane.publisher()  # proves the path before start() runs
         if self._receive_on_thread:
             self._receive_thread = threading.Thread(
@@ -196,7 +201,9 @@ class DAQJob:
             self.free()
             raise DAQJobStopError(message.reason)
         if not any(isinstance(message, t) for t in self.allowed_message_in_types):
-            raise Exception(f"Message type '{type(message).__name__}' is not accepted by '{type(self).__name__}'")
+            raise Exception(
+                f"Message type '{type(message).__name__}' is not accepted by '{type(self).__name__}'"
+            )
         self.counters.record_in(message)
         return True
 
@@ -239,7 +246,9 @@ class DAQJob:
                 if self.counters.unrouted in (1, 10, 100) or self.counters.unrouted % 1000 == 0:
                     self._logger.warning(
                         "no running store for %s: %d message(s) sent with nobody listening",
-                        ", ".join(missing), self.counters.unrouted)
+                        ", ".join(missing),
+                        self.counters.unrouted,
+                    )
                 return
             if self._receive_thread is None:
                 self._process_inbound(timeout_ms=20)

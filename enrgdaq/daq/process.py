@@ -60,6 +60,10 @@ class DAQJobProcess(msgspec.Struct, kw_only=True):
             unique_id=record.unique_id,
             state=record.state.value,
             start_time=datetime.fromtimestamp(record.started_at) if record.started_at else None,
-            daq_job_info=DAQJobInfo(daq_job_type=record.daq_job_type, unique_id=record.unique_id,
-                                    instance_id=record.restarts, supervisor_info=info),
+            daq_job_info=DAQJobInfo(
+                daq_job_type=record.daq_job_type,
+                unique_id=record.unique_id,
+                instance_id=record.restarts,
+                supervisor_info=info,
+            ),
         )

@@ -7,6 +7,7 @@ up``, which then stops them in order. They also die with it if it is killed
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -26,10 +27,8 @@ MAX_RESTART_DELAY_SECONDS = 30.0
 
 def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class ManagedProcess:
@@ -55,11 +54,17 @@ class ManagedProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
-        self._reader = threading.Thread(target=self._pump, args=(self.process.stdout,),
-                                        name=f"log-{self.name}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._pump, args=(self.process.stdout,), name=f"log-{self.name}", daemon=True
+        )
         self._reader.start()
 
     def _pump(self, stream: IO[bytes] | None) -> None:
@@ -85,10 +90,11 @@ class ManagedProcess:
             return
         now = time.monotonic()
         if self._next_start == 0.0:
-            delay = min(2.0 ** self.restarts, MAX_RESTART_DELAY_SECONDS)
+            delay = min(2.0**self.restarts, MAX_RESTART_DELAY_SECONDS)
             self._next_start = now + delay
-            logger.warning("%s exited with %s; restarting in %.0f s", self.name,
-                           self.process.returncode, delay)
+            logger.warning(
+                "%s exited with %s; restarting in %.0f s", self.name, self.process.returncode, delay
+            )
             return
         if now >= self._next_start:
             self._next_start = 0.0
@@ -97,10 +103,8 @@ class ManagedProcess:
 
     def signal(self, sig: int) -> None:
         if self.alive() and self.process is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def wait(self, timeout: float) -> bool:
         if self.process is None:
@@ -119,8 +123,6 @@ class ManagedProcess:
         self.signal(signal.SIGTERM)
         if not self.wait(timeout) and self.process is not None:
             logger.warning("%s did not stop in %.0f s; killing it", self.name, timeout)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.wait(2.0)

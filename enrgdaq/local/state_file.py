@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -42,10 +43,8 @@ def read_state(base: str = ".") -> dict[str, Any] | None:
 
 
 def remove_state(base: str = ".") -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(state_path(base))
-    except FileNotFoundError:
-        pass
 
 
 def _alive(pid: int) -> bool:

@@ -150,18 +150,24 @@ class MessagePlaneClient:
         probe = DAQJobMessageProbe(token=token, topics={self.own_topic})
         pump: Callable[[], None]
         if self._inbound_thread in (None, threading.get_ident()):
+
             def pump() -> None:
                 self._backlog.extend(self.receive(20))
         else:
+
             def pump() -> None:
                 event.wait(0.02)
+
         deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
         try:
             while not event.is_set():
                 if time.monotonic() > deadline:
                     self.log.warning(
                         "publisher not confirmed by the proxy at %s after %.0f s; is the "
-                        "supervisor running? sending anyway", self.xsub_url, PROBE_TIMEOUT_SECONDS)
+                        "supervisor running? sending anyway",
+                        self.xsub_url,
+                        PROBE_TIMEOUT_SECONDS,
+                    )
                     return
                 pub.send(probe)
                 pump()

@@ -20,7 +20,7 @@ HWM = 100_000
 
 
 def ipc_path(url: str) -> str | None:
-    return url[len("ipc://"):] if url.startswith("ipc://") else None
+    return url[len("ipc://") :] if url.startswith("ipc://") else None
 
 
 class MessageProxy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,8 +28,9 @@ class CeleryProcess:
     def start(self) -> CeleryProcess:
         self.terminated = False
         log = open(self.log_path, "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=REPO, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
         log.close()
         return self
 
@@ -65,25 +67,23 @@ class CeleryProcess:
         if self.alive():
             if not self.terminated:  # a second SIGTERM would turn a warm shutdown cold
                 self.signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(5)
 
 
 def base_env(redis_url: str, config_dir: str, run_dir: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "ENRGDAQ_REDIS_URL": redis_url,
-        "ENRGDAQ_CONFIG_DIR": config_dir,
-        "ENRGDAQ_RUN_DIR": run_dir,
-        "PYTHONPATH": os.pathsep.join([REPO, PLUGINS, env.get("PYTHONPATH", "")]),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "ENRGDAQ_REDIS_URL": redis_url,
+            "ENRGDAQ_CONFIG_DIR": config_dir,
+            "ENRGDAQ_RUN_DIR": run_dir,
+            "PYTHONPATH": os.pathsep.join([REPO, PLUGINS, env.get("PYTHONPATH", "")]),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.pop("ENRGDAQ_SESSION", None)
     return env

@@ -37,12 +37,15 @@ class DAQSystem:
 
     # -- configs -----------------------------------------------------------------
     def write_supervisor(self, extra: str = "") -> None:
-        self.write("supervisor.toml", f"""
+        self.write(
+            "supervisor.toml",
+            f"""
             plugins = ["enrgdaq_testjobs"]
             {extra}
             [info]
             supervisor_id = "{self.supervisor_id}"
-        """)
+        """,
+        )
 
     def write(self, name: str, text: str) -> str:
         path = os.path.join(self.config_dir, name)
@@ -52,11 +55,14 @@ class DAQSystem:
 
     def csv_store(self, name: str = "store_csv", queue: str | None = None) -> None:
         queue_line = f'queue = "{queue}"' if queue else ""
-        self.write(f"{name}.toml", f"""
+        self.write(
+            f"{name}.toml",
+            f"""
             daq_job_type = "DAQJobStoreCSV"
             out_dir = "{self.out_dir}/"
             {queue_line}
-        """)
+        """,
+        )
 
     # -- processes ----------------------------------------------------------------
     @property
@@ -69,16 +75,40 @@ class DAQSystem:
         return proc.start()
 
     def start_supervisor(self, name: str = "supervisor") -> CeleryProcess:
-        return self.celery(name, "worker", "-Q", "supervisor", "-n", f"{name}-{id(self)}@%h", "-c", "1",
-                           "--without-mingle", "--without-gossip", "-l", "INFO")
+        return self.celery(
+            name,
+            "worker",
+            "-Q",
+            "supervisor",
+            "-n",
+            f"{name}-{id(self)}@%h",
+            "-c",
+            "1",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "INFO",
+        )
 
     def start_beat(self) -> CeleryProcess:
         return self.celery("beat", "beat", "-l", "INFO")
 
     def start_worker(self, queue: str, concurrency: int = 2, name: str | None = None) -> CeleryProcess:
         name = name or f"w-{queue}"
-        return self.celery(name, "worker", "-Q", queue, "-n", f"{name}-{len(self.procs)}-{id(self)}@%h",
-                           "-c", str(concurrency), "--without-mingle", "--without-gossip", "-l", "INFO")
+        return self.celery(
+            name,
+            "worker",
+            "-Q",
+            queue,
+            "-n",
+            f"{name}-{len(self.procs)}-{id(self)}@%h",
+            "-c",
+            str(concurrency),
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "INFO",
+        )
 
     def start_all(self, queues: tuple[str, ...] = ("default", "store")) -> None:
         """Supervisor, beat and one worker per queue, all ready."""

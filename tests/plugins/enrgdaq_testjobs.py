@@ -34,7 +34,9 @@ class DAQJobSequence(DAQJob):
         n = self.config.rows_per_message
         while not self._has_been_freed:
             table = pa.table({"seq": list(range(seq, seq + n)), "value": [float(seq)] * n})
-            self._put_message_out(DAQJobMessageStorePyArrow(store_config=self.config.store_config, table=table))
+            self._put_message_out(
+                DAQJobMessageStorePyArrow(store_config=self.config.store_config, table=table)
+            )
             seq += n
             due += period
             pause = due - time.monotonic()

@@ -15,16 +15,21 @@ pytestmark = pytest.mark.system
 
 
 def test_a_broken_file_among_good_ones_is_reported_and_the_good_ones_run(system: DAQSystem) -> None:
-    system.write("producer.toml", """
+    system.write(
+        "producer.toml",
+        """
         daq_job_type = "DAQJobTest"
         rand_min = 1
         rand_max = 9
         rate_hz = 20
         [store_config.csv]
         file_path = "good.csv"
-    """)
+    """,
+    )
     system.csv_store()
-    system.write("typo.toml", """
+    system.write(
+        "typo.toml",
+        """
         daq_job_type = "DAQJobTest"
         rand_min = 1
         rand_max = 9
@@ -32,7 +37,8 @@ def test_a_broken_file_among_good_ones_is_reported_and_the_good_ones_run(system:
         [store_config.csv]
         file_path = "typo.csv"
         add_dat = true
-    """)
+    """,
+    )
     system.write("syntax.toml", 'daq_job_type = "DAQJobTest"\nrand_min = = 1\n')
     system.write("nosuch.toml", 'daq_job_type = "DAQJobNoSuchThing"\n')
     system.start_all()
@@ -50,12 +56,15 @@ def test_a_broken_file_among_good_ones_is_reported_and_the_good_ones_run(system:
 
 
 def test_sigterm_of_a_store_worker_keeps_every_row_it_received(system: DAQSystem) -> None:
-    system.write("seq.toml", """
+    system.write(
+        "seq.toml",
+        """
         daq_job_type = "DAQJobSequence"
         rate_hz = 400
         [store_config.csv]
         file_path = "seq.csv"
-    """)
+    """,
+    )
     system.csv_store()
     system.start_supervisor().wait_ready()
     system.start_beat()

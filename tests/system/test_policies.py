@@ -20,9 +20,22 @@ pytestmark = pytest.mark.system
 
 def enrgdaq(system: DAQSystem, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "enrgdaq.cli.main", *args, "--redis-url", system.redis.url,
-         "--supervisor", system.supervisor_id],
-        capture_output=True, text=True, timeout=30, env=system.env, check=False)
+        [
+            sys.executable,
+            "-m",
+            "enrgdaq.cli.main",
+            *args,
+            "--redis-url",
+            system.redis.url,
+            "--supervisor",
+            system.supervisor_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=system.env,
+        check=False,
+    )
 
 
 def test_a_crash_loop_backs_off_doubling_up_to_the_cap(system: DAQSystem) -> None:
@@ -81,14 +94,21 @@ def test_a_second_delivery_of_a_running_job_exits_at_once(system: DAQSystem) -> 
     app = Celery("probe", broker=system.redis.url)
     try:
         # The same message again (as a redelivery would be), and a stale dispatch of the job.
-        app.send_task("enrgdaq.run_daq_job", args=[system.supervisor_id, "life"],
-                      task_id=running.task_id, queue="default")
+        app.send_task(
+            "enrgdaq.run_daq_job",
+            args=[system.supervisor_id, "life"],
+            task_id=running.task_id,
+            queue="default",
+        )
         app.send_task("enrgdaq.run_daq_job", args=[system.supervisor_id, "life"], queue="default")
     finally:
         app.close()
     worker = next(p for p in system.procs if p.name == "w-default")
-    wait_for(lambda: "not started: duplicate" in worker.log() and "not started: stale" in worker.log(),
-             15, "the redelivery to find the lease taken and the stale dispatch to be refused")
+    wait_for(
+        lambda: "not started: duplicate" in worker.log() and "not started: stale" in worker.log(),
+        15,
+        "the redelivery to find the lease taken and the stale dispatch to be refused",
+    )
     with open(os.path.join(life_dir, "events.log")) as f:
         assert sum(line.startswith("start") for line in f) == 1
     assert system.job("life").task_id == running.task_id

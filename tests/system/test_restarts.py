@@ -49,11 +49,14 @@ class OverlapWatcher(threading.Thread):
 
 def life_job(system: DAQSystem, name: str = "life", job_type: str = "DAQJobLifeLog", extra: str = "") -> str:
     life_dir = os.path.join(system.base, f"life-{name}")
-    system.write(f"{name}.toml", f"""
+    system.write(
+        f"{name}.toml",
+        f"""
         daq_job_type = "{job_type}"
         log_dir = "{life_dir}"
         {extra}
-    """)
+    """,
+    )
     return life_dir
 
 
@@ -93,8 +96,11 @@ def test_kill_9_of_a_whole_worker_runs_the_job_again_once_a_worker_is_back(syste
 
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(10)
-    wait_for(lambda: not psutil.pid_exists(first.pid) or psutil.Process(first.pid).status() == "zombie",
-             5, "the job's process to die with its worker")
+    wait_for(
+        lambda: not psutil.pid_exists(first.pid) or psutil.Process(first.pid).status() == "zombie",
+        5,
+        "the job's process to die with its worker",
+    )
     system.wait_state("life", "waiting", timeout=10)
     stays(lambda: system.job("life").state.value == "waiting", 2.0, "the job waiting without a worker")
 
@@ -114,7 +120,9 @@ def test_a_job_on_the_caen_queue_waits_for_a_caen_worker(system: DAQSystem) -> N
     assert psutil.Process(record.pid).ppid() == caen.pid
 
 
-def test_a_pending_restart_survives_a_kill_of_the_supervisor_and_a_restart_of_redis(system: DAQSystem) -> None:
+def test_a_pending_restart_survives_a_kill_of_the_supervisor_and_a_restart_of_redis(
+    system: DAQSystem,
+) -> None:
     # DAQJobSlowRestart: restart_offset 6 s; it crashes 0.5 s after it starts.
     life_job(system, job_type="DAQJobSlowRestart", extra="crash_after_seconds = 0.5")
     supervisor = system.start_supervisor().wait_ready()
@@ -134,4 +142,5 @@ def test_a_pending_restart_survives_a_kill_of_the_supervisor_and_a_restart_of_re
     started = record.started_at
     assert started is not None
     assert crashed.restart_at - 0.05 <= started <= crashed.restart_at + 1.5, (
-        f"restarted at {started - crashed.restart_at:+.2f} s from its schedule")
+        f"restarted at {started - crashed.restart_at:+.2f} s from its schedule"
+    )

@@ -13,19 +13,25 @@ pytestmark = pytest.mark.system
 
 
 def test_config_dir_to_rows_on_disk(system: DAQSystem) -> None:
-    system.write("producer.toml", """
+    system.write(
+        "producer.toml",
+        """
         daq_job_type = "DAQJobTest"
         rand_min = 10
         rand_max = 20
         rate_hz = 20
         [store_config.csv]
         file_path = "random.csv"
-    """)
+    """,
+    )
     system.csv_store()
     system.start_all()
 
-    rows = wait_for(lambda: len(csv_rows(system.out_dir)) >= 10 and csv_rows(system.out_dir), 20,
-                    "10 rows in the CSV file")
+    rows = wait_for(
+        lambda: len(csv_rows(system.out_dir)) >= 10 and csv_rows(system.out_dir),
+        20,
+        "10 rows in the CSV file",
+    )
     with open(os.path.join(system.out_dir, "random.csv")) as f:
         assert f.readline().strip() == "timestamp,A,B,C"
     for row in rows:

@@ -42,28 +42,62 @@ def test_enrgdaq_up_runs_the_examples_shows_them_in_flower_and_stops_cleanly(tmp
     port = free_port()
     log_path = os.path.join(workdir, "up.out")
     with open(log_path, "wb") as log:
-        up = subprocess.Popen([sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", "--flower",
-                               "--flower-port", str(port)], cwd=workdir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+        up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "enrgdaq.cli.main",
+                "up",
+                "configs/",
+                "--flower",
+                "--flower-port",
+                str(port),
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for(lambda: len(csv_rows(os.path.join(workdir, "out"))) >= 3, 30, "rows on disk")
 
         # From another terminal in the same directory, without flags.
-        status = subprocess.run([sys.executable, "-m", "enrgdaq.cli.main", "status", "--json"], cwd=workdir,
-                                env=env, capture_output=True, text=True, timeout=30, check=True)
+        status = subprocess.run(
+            [sys.executable, "-m", "enrgdaq.cli.main", "status", "--json"],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         doc = json.loads(status.stdout)
         assert doc["supervisor_id"] == "example"
         assert {j["unique_id"]: j["state"] for j in doc["jobs"]} == {
-            "store_csv": "running", "test_producer": "running"}
-        assert set(doc["jobs"][0]) >= {"unique_id", "daq_job_type", "queue", "state", "pid", "hostname",
-                                       "restarts", "last_heartbeat", "restart_at"}
+            "store_csv": "running",
+            "test_producer": "running",
+        }
+        assert set(doc["jobs"][0]) >= {
+            "unique_id",
+            "daq_job_type",
+            "queue",
+            "state",
+            "pid",
+            "hostname",
+            "restarts",
+            "last_heartbeat",
+            "restart_at",
+        }
 
         def job_tasks() -> dict[str, dict[str, object]]:
             tasks = flower_tasks(port, "operator:test-secret").values()
             return {str(t["name"]): t for t in tasks if t.get("state") == "STARTED" and t.get("routing_key")}
 
-        shown = wait_for(lambda: len(job_tasks()) == 2 and job_tasks(), 30,
-                         "Flower to show both jobs as started, on their queues")
+        shown = wait_for(
+            lambda: len(job_tasks()) == 2 and job_tasks(),
+            30,
+            "Flower to show both jobs as started, on their queues",
+        )
         assert shown["DAQJobTest[test_producer]"]["routing_key"] == "default", shown
         assert shown["DAQJobStoreCSV[store_csv]"]["routing_key"] == "store"
         # Beat's ticks (12 a second) stay out of Flower's task list.

@@ -22,7 +22,7 @@ DRAIN_SECONDS = 1.0
 
 class DAQJobStore(DAQJob):
     allowed_store_config_types: ClassVar[list[type[DAQJobStoreConfigBase]]] = []
-    allowed_message_in_types: ClassVar[list[type[DAQJobMessage]]] = [DAQJobMessageStore]
+    allowed_message_in_types: list[type[DAQJobMessage]] = [DAQJobMessageStore]
     queue: ClassVar[str] = "store"
     _receive_on_thread: ClassVar[bool] = False
 
@@ -52,9 +52,13 @@ class DAQJobStore(DAQJob):
         if self.message_plane is None:
             return
         sid = self.supervisor_info.supervisor_id
-        self._put_message_out(DAQJobMessageStoreReady(
-            store_type=type(self).__name__, unique_id=self.unique_id,
-            topics={Topic.supervisor_broadcast(sid)}))
+        self._put_message_out(
+            DAQJobMessageStoreReady(
+                store_type=type(self).__name__,
+                unique_id=self.unique_id,
+                topics={Topic.supervisor_broadcast(sid)},
+            )
+        )
 
     def _drain(self) -> None:
         """Take what the proxy already delivered, so that a stop loses nothing in flight."""

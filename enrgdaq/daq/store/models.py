@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 
-
 class DAQJobStoreConfigBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 

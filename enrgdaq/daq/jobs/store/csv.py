@@ -108,7 +108,7 @@ class DAQJobStoreCSV(DAQJobStore):
     config_type = DAQJobStoreCSVConfig
     config: DAQJobStoreCSVConfig
     allowed_store_config_types: ClassVar[list[type[DAQJobStoreConfigBase]]] = [DAQJobStoreConfigCSV]
-    allowed_message_in_types: ClassVar[list[type[DAQJobMessage]]] = [
+    allowed_message_in_types: list[type[DAQJobMessage]] = [
         DAQJobMessageStorePyArrow,
         DAQJobMessageStoreTabular,
     ]
@@ -167,5 +167,3 @@ class DAQJobStoreCSV(DAQJobStore):
         for f in getattr(self, "_files", {}).values():
             f.flush()
             f.close()
-
-
