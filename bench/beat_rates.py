@@ -131,8 +131,10 @@ def sample_cpu_until(trees: list[TreeCpu], done: threading.Event, interval: floa
 
 
 # -- beat's own log: when it sent each tick ----------------------------------------------------
-_BEAT_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/\w+\] "
-                        r"Scheduler: Sending due task [\w-]+ \(([\w.]+)\)")
+_BEAT_LINE = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/\w+\] "
+    r"Scheduler: Sending due task [\w-]+ \(([\w.]+)\)"
+)
 
 
 def beat_sends(log_text: str, t0: datetime, t1: datetime) -> dict[str, list[float]]:
@@ -183,13 +185,20 @@ def key_summary(system: DAQSystem) -> dict[str, object]:
         keys = sorted(client.keys("*"))
     finally:
         client.close()
-    return {"count": len(keys),
-            "result_keys": sum(1 for k in keys if k.startswith("celery-task-meta-")),
-            "keys": keys}
+    return {
+        "count": len(keys),
+        "result_keys": sum(1 for k in keys if k.startswith("celery-task-meta-")),
+        "keys": keys,
+    }
 
 
-def receive(sub: zmq.Socket, decoder: Decoder, until: float,
-            arrivals: dict[str, list[float]], latencies: dict[str, list[float]]) -> int:
+def receive(
+    sub: zmq.Socket,
+    decoder: Decoder,
+    until: float,
+    arrivals: dict[str, list[float]],
+    latencies: dict[str, list[float]],
+) -> int:
     """Record arrivals (monotonic) until ``until``; returns the number of undecodable messages."""
     bad = 0
     while True:
@@ -238,8 +247,10 @@ def run(seconds: float) -> dict[str, object]:
         deadline = time.monotonic() + WARMUP_TIMEOUT_SECONDS
         while any(len(v) < 2 for v in warm.values()):
             if time.monotonic() > deadline:
-                raise SystemExit(f"no steady ticks within {WARMUP_TIMEOUT_SECONDS:.0f} s: "
-                                 f"{ {k: len(v) for k, v in warm.items()} }\n{system.logs()}")
+                raise SystemExit(
+                    f"no steady ticks within {WARMUP_TIMEOUT_SECONDS:.0f} s: "
+                    f"{ {k: len(v) for k, v in warm.items()} }\n{system.logs()}"
+                )
             receive(sub, decoder, time.monotonic() + 0.5, warm, {k: [] for k in KINDS})
 
         procs = {p.name: p for p in system.procs}
@@ -283,6 +294,7 @@ def run(seconds: float) -> dict[str, object]:
             row["beat_sent_hz"] = round(len(sent) / window, 3)
             sent_gaps = [(b - a) * 1000 for a, b in itertools.pairwise(sent)]
             row["beat_send_gap_p50_ms"] = round(percentile(sent_gaps, 0.5), 1)
+            row["beat_send_gap_p99_ms"] = round(percentile(sent_gaps, 0.99), 1)
             row["latency_p50_ms"] = round(percentile(latencies[name], 0.5), 1)
             row["latency_p99_ms"] = round(percentile(latencies[name], 0.99), 1)
             results[name] = row
@@ -299,16 +311,20 @@ def run(seconds: float) -> dict[str, object]:
                 "this_benchmark": round(self_cpu.percent, 1),
                 "machine_all_cores": round(machine_cpu, 1),
                 # What the machine used beyond the processes above (one core = 100 %).
-                "other_processes": round(machine_cpu * (os.cpu_count() or 1) - sum(
-                    t.percent for t in [*all_trees, self_cpu]), 1),
+                "other_processes": round(
+                    machine_cpu * (os.cpu_count() or 1) - sum(t.percent for t in [*all_trees, self_cpu]), 1
+                ),
             },
             "loadavg_1m": round(load[0], 2),
             "expired_ticks_in_supervisor_log": len(re.findall(r"[Ee]xpired", sup_log)),
             "redis_keys": {
-                "start": keys_start["count"], "end": keys_end["count"],
+                "start": keys_start["count"],
+                "end": keys_end["count"],
                 "result_keys_start": keys_start["result_keys"],
                 "result_keys_end": keys_end["result_keys"],
                 "new_keys": sorted(set(keys_end["keys"]) - set(keys_start["keys"])),
+                "gone_keys": sorted(set(keys_start["keys"]) - set(keys_end["keys"])),
+                "keys_end": keys_end["keys"],
             },
             "machine": {"nproc": os.cpu_count(), "python": sys.version.split()[0]},
         }
@@ -325,37 +341,73 @@ def print_report(summary: dict[str, object]) -> None:
     messages = summary["messages"]
     assert isinstance(messages, dict)
     print(f"window {summary['seconds']} s, {summary['machine']}")
-    header = ("message", "count", "rate Hz", "target Hz", "dev %", "gap p50 ms", "gap p99 ms",
-              "gap max ms", "beat sent Hz", "latency p50/p99 ms", "within +-10 %")
+    header = (
+        "message",
+        "count",
+        "rate Hz",
+        "target Hz",
+        "dev %",
+        "gap p50 ms",
+        "gap p99 ms",
+        "gap max ms",
+        "beat sent Hz",
+        "beat gap p99 ms",
+        "latency p50/p99 ms",
+        "within +-10 %",
+    )
     rows = [header]
     for name, r in messages.items():
-        rows.append((name, str(r["count"]), f"{r['rate_hz']:.3f}", f"{r['target_hz']:g}",
-                     f"{r['deviation_pct']:+.1f}", f"{r['gap_p50_ms']:.1f}",
-                     f"{r['gap_p99_ms']:.1f}", f"{r['gap_max_ms']:.1f}", f"{r['beat_sent_hz']:.3f}",
-                     f"{r['latency_p50_ms']:.1f}/{r['latency_p99_ms']:.1f}",
-                     "yes" if r["within_target"] else "NO"))
+        rows.append(
+            (
+                name,
+                str(r["count"]),
+                f"{r['rate_hz']:.3f}",
+                f"{r['target_hz']:g}",
+                f"{r['deviation_pct']:+.1f}",
+                f"{r['gap_p50_ms']:.1f}",
+                f"{r['gap_p99_ms']:.1f}",
+                f"{r['gap_max_ms']:.1f}",
+                f"{r['beat_sent_hz']:.3f}",
+                f"{r['beat_send_gap_p99_ms']:.1f}",
+                f"{r['latency_p50_ms']:.1f}/{r['latency_p99_ms']:.1f}",
+                "yes" if r["within_target"] else "NO",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        print("  ".join(cell.rjust(w) if i else cell.ljust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.rjust(w) if i else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     cpu = summary["cpu_percent"]
     assert isinstance(cpu, dict)
-    print(f"CPU (% of one core, over the window): beat {cpu['beat']:.1f} %, supervisor worker + "
-          f"pool {cpu['supervisor_worker']:.1f} % "
-          f"({cpu['supervisor_worker_processes']} processes), "
-          f"queue workers {cpu['queue_workers']:.1f} %, redis {cpu['redis']:.1f} %, this benchmark "
-          f"{cpu['this_benchmark']:.1f} %, other processes {cpu['other_processes']:.1f} %; machine "
-          f"{cpu['machine_all_cores']:.1f} % of all cores, load {summary['loadavg_1m']}")
+    print(
+        f"CPU (% of one core, over the window): beat {cpu['beat']:.1f} %, supervisor worker + "
+        f"pool {cpu['supervisor_worker']:.1f} % "
+        f"({cpu['supervisor_worker_processes']} processes), "
+        f"queue workers {cpu['queue_workers']:.1f} %, redis {cpu['redis']:.1f} %, this benchmark "
+        f"{cpu['this_benchmark']:.1f} %, other processes {cpu['other_processes']:.1f} %; machine "
+        f"{cpu['machine_all_cores']:.1f} % of all cores, load {summary['loadavg_1m']}"
+    )
     keys = summary["redis_keys"]
     assert isinstance(keys, dict)
-    print(f"Redis keys: {keys['start']} at start, {keys['end']} at end "
-          f"(celery-task-meta-*: {keys['result_keys_start']} -> {keys['result_keys_end']}); "
-          f"new keys: {keys['new_keys'] or 'none'}")
-    print(f"undecodable messages: {summary['undecodable']}; 'expired' in supervisor log: "
-          f"{summary['expired_ticks_in_supervisor_log']}")
+    print(
+        f"Redis keys: {keys['start']} at start, {keys['end']} at end "
+        f"(celery-task-meta-*: {keys['result_keys_start']} -> {keys['result_keys_end']}); "
+        f"new keys: {keys['new_keys'] or 'none'}; gone: {keys['gone_keys'] or 'none'}"
+    )
+    print(
+        f"undecodable messages: {summary['undecodable']}; 'expired' in supervisor log: "
+        f"{summary['expired_ticks_in_supervisor_log']}"
+    )
     verdict = all(r["within_target"] for r in messages.values())
-    print("all rates within target" if verdict else "TARGET MISSED for: " + ", ".join(
-        n for n, r in messages.items() if not r["within_target"]))
+    print(
+        "all rates within target"
+        if verdict
+        else "TARGET MISSED for: " + ", ".join(n for n, r in messages.items() if not r["within_target"])
+    )
 
 
 def main() -> None:

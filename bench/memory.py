@@ -39,14 +39,14 @@ def enrgdaq(*args: str) -> list[str]:
 
 
 def job_count(config_dir: str) -> int:
-    return sum(1 for name in os.listdir(config_dir)
-               if name.endswith(".toml") and name != "supervisor.toml")
+    return sum(1 for name in os.listdir(config_dir) if name.endswith(".toml") and name != "supervisor.toml")
 
 
 def status(workdir: str) -> dict[str, object] | None:
     try:
-        out = subprocess.run(enrgdaq("status", "--json"), cwd=workdir, capture_output=True,
-                             timeout=20, check=False)
+        out = subprocess.run(
+            enrgdaq("status", "--json"), cwd=workdir, capture_output=True, timeout=20, check=False
+        )
     except subprocess.TimeoutExpired:
         return None
     if out.returncode != 0:
@@ -84,7 +84,7 @@ def role_of(child: psutil.Process) -> str:
     if cmd and os.path.basename(cmd[0]).startswith("redis-server"):
         return "redis"
     if "enrgdaq.local.launch" in joined:
-        rest = cmd[cmd.index("enrgdaq.local.launch") + 1:] if "enrgdaq.local.launch" in cmd else []
+        rest = cmd[cmd.index("enrgdaq.local.launch") + 1 :] if "enrgdaq.local.launch" in cmd else []
         if rest[:1] == ["beat"]:
             return "beat"
         if rest[:1] == ["worker"] and len(rest) > 1:
@@ -97,13 +97,24 @@ def role_of(child: psutil.Process) -> str:
 def memory_of(proc: psutil.Process) -> dict[str, float | None]:
     try:
         info = proc.memory_full_info()
-        return {"rss": info.rss / MIB, "pss": getattr(info, "pss", None) and info.pss / MIB,
-                "uss": getattr(info, "uss", None) and info.uss / MIB}
+        return {
+            "rss": info.rss / MIB,
+            "pss": getattr(info, "pss", None) and info.pss / MIB,
+            "uss": getattr(info, "uss", None) and info.uss / MIB,
+        }
     except psutil.AccessDenied:
         return {"rss": proc.memory_info().rss / MIB, "pss": None, "uss": None}
 
 
-def measure(up: psutil.Process) -> list[dict[str, object]]:
+def job_pids(workdir: str) -> dict[int, str]:
+    """pid -> unique id of each running job, from `enrgdaq status --json`."""
+    doc = status(workdir) or {}
+    jobs = doc.get("jobs") or []
+    assert isinstance(jobs, list)
+    return {int(j["pid"]): str(j["unique_id"]) for j in jobs if j.get("pid")}
+
+
+def measure(up: psutil.Process, jobs: dict[int, str]) -> list[dict[str, object]]:
     """One row per process of the tree: role, pid, name, rss/pss/uss in MiB."""
     rows: list[dict[str, object]] = []
     rows.append({"group": "enrgdaq up", "pid": up.pid, "process": "enrgdaq up", **memory_of(up)})
@@ -111,8 +122,12 @@ def measure(up: psutil.Process) -> list[dict[str, object]]:
         role = role_of(child)
         rows.append({"group": role, "pid": child.pid, "process": "main", **memory_of(child)})
         for grandchild in child.children(recursive=True):
-            rows.append({"group": role, "pid": grandchild.pid, "process": "pool child",
-                         **memory_of(grandchild)})
+            job = jobs.get(grandchild.pid)
+            if job:
+                name = f"pool child, job {job}"
+            else:
+                name = "pool child, ticks" if role == "supervisor worker" else "pool child, idle"
+            rows.append({"group": role, "pid": grandchild.pid, "process": name, **memory_of(grandchild)})
     return rows
 
 
@@ -128,8 +143,7 @@ def grouped(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     sums: dict[str, dict[str, object]] = {}
     for row in rows:
         group = str(row["group"])
-        total = sums.setdefault(group, {"group": group, "processes": 0,
-                                        "rss": 0.0, "pss": 0.0, "uss": 0.0})
+        total = sums.setdefault(group, {"group": group, "processes": 0, "rss": 0.0, "pss": 0.0, "uss": 0.0})
         total["processes"] = _add(total["processes"], 1)
         for key in ("rss", "pss", "uss"):
             total[key] = _add(total[key], row[key])
@@ -139,8 +153,7 @@ def grouped(rows: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 def total_of(groups: list[dict[str, object]]) -> dict[str, object]:
-    total: dict[str, object] = {"group": "total", "processes": 0, "rss": 0.0, "pss": 0.0,
-                                "uss": 0.0}
+    total: dict[str, object] = {"group": "total", "processes": 0, "rss": 0.0, "pss": 0.0, "uss": 0.0}
     for g in groups:
         for key in ("processes", "rss", "pss", "uss"):
             total[key] = _add(total[key], g[key])
@@ -161,26 +174,34 @@ def print_table(result: dict[str, object]) -> None:
     rows = [("group", "processes", "RSS MiB", "PSS MiB", "USS MiB")]
     for g in [*groups, result["total"]]:
         assert isinstance(g, dict)
-        rows.append((str(g["group"]), str(g["processes"]), fmt(g["rss"]), fmt(g["pss"]),
-                     fmt(g["uss"])))
+        rows.append((str(g["group"]), str(g["processes"]), fmt(g["rss"]), fmt(g["pss"]), fmt(g["uss"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         if i == len(rows) - 1:
             print("  ".join("-" * w for w in widths))
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                        for j, (c, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     per_process = result["rows"]
     assert isinstance(per_process, list)
     print("per process:")
     for r in per_process:
-        print(f"  {r['group']:<18} {r['process']:<10} pid {r['pid']:<7} RSS {fmt(r['rss']):>6}  "
-              f"PSS {fmt(r['pss']):>6}  USS {fmt(r['uss']):>6} MiB")
-    print(f"jobs running {result['running_after_s']:.1f} s after start (as `enrgdaq status --json` "
-          f"saw it); measured after {result['steady_s']:.0f} s more of steady running")
+        print(
+            f"  {r['group']:<18} {r['process']:<30} pid {r['pid']:<7} RSS {fmt(r['rss']):>6}  "
+            f"PSS {fmt(r['pss']):>6}  USS {fmt(r['uss']):>6} MiB"
+        )
+    print(
+        f"jobs running {result['running_after_s']:.1f} s after start (as `enrgdaq status --json` "
+        f"saw it); measured after {result['steady_s']:.0f} s more of steady running"
+    )
     ok = "ok" if result["stopped_in_time"] else "MISSED"
-    print(f"stop (SIGINT -> exit of enrgdaq up): {fmt(result['stop_s'])} s, target "
-          f"{STOP_TARGET_SECONDS:.0f} s: {ok}; exit code {result['exit_code']}; "
-          f"processes left behind: {result['left_behind'] or 'none'}")
+    print(
+        f"stop (SIGINT -> exit of enrgdaq up): {fmt(result['stop_s'])} s, target "
+        f"{STOP_TARGET_SECONDS:.0f} s: {ok}; exit code {result['exit_code']}; "
+        f"processes left behind: {result['left_behind'] or 'none'}"
+    )
 
 
 def run(steady: float) -> dict[str, object]:
@@ -190,13 +211,17 @@ def run(steady: float) -> dict[str, object]:
     proc: subprocess.Popen[bytes] | None = None
     tree: list[psutil.Process] = []
     try:
-        proc = subprocess.Popen(enrgdaq("up", "configs/", "--quiet"), cwd=workdir,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            enrgdaq("up", "configs/", "--quiet"),
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         running_after = wait_all_running(workdir, job_count(config_dir), proc)
         time.sleep(steady)
         up = psutil.Process(proc.pid)
         tree = [up, *up.children(recursive=True)]
-        rows = measure(up)
+        rows = measure(up, job_pids(workdir))
         groups = grouped(rows)
         t_stop = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -207,11 +232,15 @@ def run(steady: float) -> dict[str, object]:
             exit_code, stop_s = None, None
         left = [p.pid for p in tree[1:] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         return {
-            "rows": rows, "groups": groups, "total": total_of(groups),
-            "running_after_s": round(running_after, 2), "steady_s": steady,
+            "rows": rows,
+            "groups": groups,
+            "total": total_of(groups),
+            "running_after_s": round(running_after, 2),
+            "steady_s": steady,
             "stop_s": None if stop_s is None else round(stop_s, 2),
             "stopped_in_time": stop_s is not None and stop_s <= STOP_TARGET_SECONDS,
-            "exit_code": exit_code, "left_behind": left,
+            "exit_code": exit_code,
+            "left_behind": left,
             "machine": {"nproc": os.cpu_count(), "python": sys.version.split()[0]},
         }
     finally:
@@ -231,8 +260,9 @@ def run(steady: float) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steady", type=float, default=10.0,
-                        help="seconds of steady running before measuring (default 10)")
+    parser.add_argument(
+        "--steady", type=float, default=10.0, help="seconds of steady running before measuring (default 10)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args.steady)

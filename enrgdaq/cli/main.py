@@ -29,7 +29,8 @@ cli.add_command(start)
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cli.main(args=argv, prog_name="enrgdaq", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of an Exit.
+        result = cli.main(args=argv, prog_name="enrgdaq", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         return 130
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

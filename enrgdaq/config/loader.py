@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from enrgdaq.config.decode import decode, parse_toml
+from enrgdaq.config.locate import find_line
 from enrgdaq.constants import DAQ_SUPERVISOR_DEFAULT_RESTART_TIME_SECONDS, SUPERVISOR_CONFIG_FILE_NAME
 from enrgdaq.errors import ConfigError, DAQError
 from enrgdaq.models import ID_PATTERN, SupervisorConfig, SupervisorInfo
@@ -66,6 +67,7 @@ def load_supervisor_config(config_dir: str) -> SupervisorConfig:
             "and '-' (at most 64)",
             file=path,
             field="info.supervisor_id",
+            line=find_line(text, ["info", "supervisor_id"]),
         )
     return config
 

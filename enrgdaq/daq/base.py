@@ -129,6 +129,8 @@ class DAQJob:
             s.decode(errors="replace").rstrip("\x00") for s in self._subscriptions()
         ]
         self._plane.publisher()  # proves the path before start() runs
+        if not self._receive_on_thread:
+            self._plane.release_receiver()  # start() may run on another thread than __init__
         if self._receive_on_thread:
             self._receive_thread = threading.Thread(
                 target=self._receive_loop, name=f"receive-{self.unique_id}", daemon=True

@@ -101,7 +101,8 @@ class JobTypeRegistry:
 
         found = []
         for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, DAQJob) and obj.__module__.startswith(module.__name__):
+            own = obj.__module__ == module.__name__ or obj.__module__.startswith(module.__name__ + ".")
+            if issubclass(obj, DAQJob) and own:
                 self.register(obj)
                 found.append(obj.__name__)
         return found

@@ -174,6 +174,13 @@ class MessagePlaneClient:
         finally:
             self._probes.pop(token, None)
 
+    def release_receiver(self) -> None:
+        """Forget which thread received last: the next caller of ``receive`` takes the role.
+
+        Called when the thread that built the job is not the one that will run it.
+        """
+        self._inbound_thread = None
+
     def close(self) -> None:
         with self._lock:
             for pub in self._publishers:

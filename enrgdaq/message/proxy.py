@@ -41,7 +41,8 @@ class MessageProxy:
             raise DAQError("a stopped MessageProxy cannot be restarted; create a new one")
         self._thread = threading.Thread(target=self._run, name="enrgdaq-proxy", daemon=True)
         self._thread.start()
-        self._ready.wait(5.0)
+        if not self._ready.wait(5.0):
+            raise DAQError(f"message proxy did not start within 5 s ({self.xsub_url})")
         if self._error is not None:
             raise DAQError(f"message proxy could not bind: {self._error}") from self._error
 
@@ -65,7 +66,7 @@ class MessageProxy:
             control.bind(self._control_url)
             self._bind(xsub, self.xsub_url)
             self._bind(xpub, self.xpub_url)
-        except zmq.ZMQError as exc:
+        except (zmq.ZMQError, OSError) as exc:
             self._error = exc
             self._ready.set()
             for sock in (xsub, xpub, control):
@@ -89,8 +90,8 @@ class MessageProxy:
             ctl = self._context.socket(zmq.PAIR)
             ctl.connect(self._control_url)
             ctl.send(b"TERMINATE")
-            ctl.close(0)
             self._thread.join(5.0)
+            ctl.close(0)  # only now: closing at once can drop the unsent TERMINATE
         self._context.term()
         for url in (self.xsub_url, self.xpub_url):
             path = ipc_path(url)

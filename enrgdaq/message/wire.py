@@ -115,7 +115,7 @@ class Decoder:
             message = self._decoder_for(cls).decode(frames[1])
         except MessageError:
             raise
-        except (msgspec.DecodeError, UnicodeDecodeError, pa.ArrowInvalid, ValueError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, pa.ArrowException, OSError, ValueError) as exc:
             raise MessageError(f"malformed message: {exc}") from exc
         finally:
             self._frames = ()

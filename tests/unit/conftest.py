@@ -25,7 +25,7 @@ class ProxyUrls:
 
 @pytest.fixture
 def proxy() -> Iterator[ProxyUrls]:
-    """A started ``MessageProxy``; stopped and its directory removed afterwards."""
+    """A started ``MessageProxy``; stopped afterwards, which must remove its socket files."""
     # Short: ipc socket paths are limited to about 100 characters.
     run_dir = tempfile.mkdtemp(prefix="edq-", dir="/tmp")
     urls = ProxyUrls(f"ipc://{run_dir}/xsub", f"ipc://{run_dir}/xpub", run_dir)
@@ -36,8 +36,9 @@ def proxy() -> Iterator[ProxyUrls]:
     finally:
         terminate_proxy_thread(message_proxy)
         message_proxy.stop()
+        leftovers = os.listdir(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
-    assert not os.path.exists(run_dir)
+    assert leftovers == [], f"the stopped proxy left {leftovers} in {run_dir}"
 
 
 def terminate_proxy_thread(message_proxy: MessageProxy) -> None:

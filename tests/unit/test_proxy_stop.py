@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -15,7 +16,7 @@ from enrgdaq.errors import DAQError
 from enrgdaq.message.proxy import MessageProxy
 from tests.unit.conftest import terminate_proxy_thread
 
-STOP_ROUNDS = 30
+STOP_ROUNDS = 200
 PROMPT_SECONDS = 1.0
 
 
@@ -50,7 +51,7 @@ def test_a_proxy_replaces_a_socket_file_left_by_an_unclean_stop(run_dir: str) ->
 
     proxy.start()
     try:
-        assert not os.path.isfile(stale) or os.path.getsize(stale) == 0
+        assert stat.S_ISSOCK(os.stat(stale).st_mode)
     finally:
         terminate_proxy_thread(proxy)
         proxy.stop()
@@ -66,21 +67,38 @@ def test_a_stopped_proxy_cannot_be_restarted(run_dir: str) -> None:
         proxy.start()
 
 
-def test_a_proxy_that_cannot_bind_says_so(run_dir: str) -> None:
-    proxy = MessageProxy("ipc:///proc/edq-no-such-dir/xsub", f"ipc://{run_dir}/xpub")
+def test_a_proxy_that_cannot_bind_raises_an_error_saying_so(run_dir: str) -> None:
+    too_long = f"ipc://{run_dir}/{'x' * 150}"
+    proxy = MessageProxy(too_long, f"ipc://{run_dir}/xpub")
     try:
         with pytest.raises(DAQError, match="could not bind"):
             proxy.start()
     finally:
         proxy.stop()
+    assert proxy_threads() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MessageProxy.stop() closes its PAIR control socket (linger 0) right after "
-    "sending TERMINATE; the command is lost about one time in four and stop() waits 5 s "
-    "for the proxy thread",
-)
+def test_a_proxy_whose_socket_dir_cannot_be_made_raises_an_error_at_start(
+    run_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_dir = os.path.join(run_dir, "not-a-dir")
+    with open(not_a_dir, "w"):
+        pass
+    thread_crashes: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", thread_crashes.append)
+    proxy = MessageProxy(f"ipc://{not_a_dir}/xsub", f"ipc://{run_dir}/xpub")
+    try:
+        with pytest.raises(DAQError, match="could not bind"):
+            proxy.start()
+    finally:
+        if thread_crashes:
+            # The bug: the dead thread left its sockets open, so stop() alone would hang.
+            proxy._context.destroy(linger=0)
+            thread_crashes.clear()
+        proxy.stop()
+    assert thread_crashes == []
+
+
 def test_stopping_a_proxy_always_returns_within_a_second(run_dir: str) -> None:
     for round_ in range(STOP_ROUNDS):
         proxy = MessageProxy(f"ipc://{run_dir}/xsub{round_}", f"ipc://{run_dir}/xpub{round_}")
