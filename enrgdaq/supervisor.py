@@ -34,7 +34,7 @@ from enrgdaq.constants import (
 )
 from enrgdaq.control.connection import connect, redact
 from enrgdaq.control.dispatch import dispatch_due
-from enrgdaq.control.events import FailedTaskListener
+from enrgdaq.control.events import FailedTaskListenerProcess
 from enrgdaq.control.node import SupervisorRecord, default_run_dir, mark_alive, this_host
 from enrgdaq.control.reconcile import Reconciler
 from enrgdaq.control.registry import JobRegistry
@@ -105,7 +105,7 @@ class Supervisor:
         )
         self.registry: JobRegistry | None = None
         self._proxy: MessageProxy | None = None
-        self._events: FailedTaskListener | None = None
+        self._events: FailedTaskListenerProcess | None = None
 
     @property
     def supervisor_id(self) -> str:
@@ -136,7 +136,9 @@ class Supervisor:
         self._proxy.start()
         self._save_record()
         self.start_daq_job_processes(self._daq_jobs_to_load or [])
-        self._events = FailedTaskListener(self.app, self.registry, self.config.restart_backoff_max_seconds)
+        self._events = FailedTaskListenerProcess(
+            self.supervisor_id, self.redis_url, self.config.restart_backoff_max_seconds
+        )
         self._events.start()
         self.warn_for_lack_of_daq_jobs()
         self._logger.info(

@@ -10,11 +10,16 @@ at all (a whole worker killed), and the lease covers those.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 from typing import Any
 
 from enrgdaq.constants import DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS
 from enrgdaq.control.lifecycle import Outcome
+from enrgdaq.control.orphans import die_with_parent
 from enrgdaq.control.registry import JobRegistry
 
 logger = logging.getLogger(__name__)
@@ -65,9 +70,64 @@ class FailedTaskListener(threading.Thread):
             if state != "ignored":
                 logger.warning("[%s] task failed (%s) -> %s", record.unique_id, why, state)
 
-    def stop(self) -> None:
+    def stop_soon(self) -> None:
+        """Ask ``run`` to return (within a second); safe from a signal handler."""
         self._stopped.set()
         if self._receiver is not None:
             self._receiver.should_stop = True
+
+    def stop(self) -> None:
+        self.stop_soon()
         if self.is_alive():
             self.join(3.0)
+
+
+class FailedTaskListenerProcess:
+    """Runs the listener in its own process.
+
+    A thread would hold kombu and redis-py connection locks in the supervisor
+    worker's main process; a pool child forked while one is held deadlocks in
+    redis-py's after-fork reset (seen in the tests). The process dies with its
+    parent (``PR_SET_PDEATHSIG``).
+    """
+
+    def __init__(self, supervisor_id: str, redis_url: str, backoff_max: float) -> None:
+        self.argv = [sys.executable, "-m", "enrgdaq.control.events", supervisor_id, repr(backoff_max)]
+        self.env = {**os.environ, "ENRGDAQ_REDIS_URL": redis_url}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m enrgdaq.control.events SUPERVISOR_ID BACKOFF_MAX``; ends on SIGTERM."""
+    from enrgdaq.celery import app
+    from enrgdaq.control.connection import connect
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/task-events] %(message)s")
+    supervisor_id, backoff_max = argv[0], float(argv[1])
+    listener = FailedTaskListener(app, JobRegistry(connect(app.conf.broker_url), supervisor_id), backoff_max)
+
+    def on_term(_signum: int, _frame: object) -> None:
+        listener.stop_soon()
+
+    signal.signal(signal.SIGTERM, on_term)
+    listener.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

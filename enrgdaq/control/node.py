@@ -62,7 +62,12 @@ def mark_alive(client: redis.Redis, supervisor_id: str) -> None:
 
 
 def this_host() -> str:
-    return socket.gethostname()
+    """This machine's name as the registry records it (``ENRGDAQ_HOSTNAME`` overrides it).
+
+    The supervisor checks a job's process directly only when the job runs on its
+    own host; give containers that share a PID namespace the same name, others not.
+    """
+    return os.environ.get("ENRGDAQ_HOSTNAME") or socket.gethostname()
 
 
 def default_run_dir(supervisor_id: str) -> str:

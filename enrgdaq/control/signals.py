@@ -128,6 +128,8 @@ class _QuietTicks(logging.Filter):
     """Drops the worker's per-task log lines for the 10 Hz supervisor ticks."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True  # a failing tick must be seen
         data = getattr(record, "data", None)
         name = data.get("name", "") if isinstance(data, dict) else ""
         return not str(name).startswith("enrgdaq.supervisor.")

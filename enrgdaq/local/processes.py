@@ -8,27 +8,20 @@ up``, which then stops them in order. They also die with it if it is killed
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import IO
 
+from enrgdaq.control.orphans import die_with_parent
+
 logger = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
 MAX_RESTART_DELAY_SECONDS = 30.0
-
-
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ManagedProcess:
@@ -60,7 +53,7 @@ class ManagedProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self._reader = threading.Thread(
             target=self._pump, args=(self.process.stdout,), name=f"log-{self.name}", daemon=True

@@ -60,6 +60,25 @@ class CeleryProcess:
         assert self.process is not None
         return self.process.wait(timeout)
 
+    def dump_stacks(self) -> None:
+        """Append the Python stacks of this process and its children to its log (needs py-spy)."""
+        import shutil
+
+        import psutil
+
+        spy = shutil.which("py-spy")
+        if spy is None or self.process is None:
+            return
+        procs = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+        with open(self.log_path, "a") as log:
+            for proc in procs:
+                out = subprocess.run(
+                    [spy, "dump", "--pid", str(proc.pid)], capture_output=True, text=True, check=False
+                )
+                log.write(
+                    f"\n===== stacks of pid {proc.pid} (did not stop in time)\n{out.stdout}{out.stderr}"
+                )
+
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM (warm shutdown); SIGKILL of the whole group if it does not exit."""
         if self.process is None:
@@ -67,8 +86,12 @@ class CeleryProcess:
         if self.alive():
             if not self.terminated:  # a second SIGTERM would turn a warm shutdown cold
                 self.signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
+            try:
+                self.process.wait(timeout / 2)
+            except subprocess.TimeoutExpired:
+                self.dump_stacks()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout / 2)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(5)

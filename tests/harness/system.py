@@ -69,8 +69,8 @@ class DAQSystem:
     def env(self) -> dict[str, str]:
         return base_env(self.redis.url, self.config_dir, self.run_dir)
 
-    def celery(self, name: str, *args: str) -> CeleryProcess:
-        proc = CeleryProcess(name, list(args), self.env, self.log_dir)
+    def celery(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> CeleryProcess:
+        proc = CeleryProcess(name, list(args), {**self.env, **(extra_env or {})}, self.log_dir)
         self.procs.append(proc)
         return proc.start()
 
@@ -93,7 +93,13 @@ class DAQSystem:
     def start_beat(self) -> CeleryProcess:
         return self.celery("beat", "beat", "-l", "INFO")
 
-    def start_worker(self, queue: str, concurrency: int = 2, name: str | None = None) -> CeleryProcess:
+    def start_worker(
+        self,
+        queue: str,
+        concurrency: int = 2,
+        name: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> CeleryProcess:
         name = name or f"w-{queue}"
         return self.celery(
             name,
@@ -108,6 +114,7 @@ class DAQSystem:
             "--without-gossip",
             "-l",
             "INFO",
+            extra_env=extra_env,
         )
 
     def start_all(self, queues: tuple[str, ...] = ("default", "store")) -> None:

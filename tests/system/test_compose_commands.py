@@ -65,7 +65,7 @@ class ContainerPaths:
     def to_host(self, path: str) -> str | None:
         for target, host in self.binds.items():
             if path == target or path.startswith(target + "/"):
-                return host + path[len(target):]
+                return host + path[len(target) :]
         return None
 
 
@@ -94,8 +94,9 @@ def install_example_configs(system: DAQSystem, store_service: dict[str, Any]) ->
     def rewrite(name: str, key: str, value: str) -> None:
         path = os.path.join(system.config_dir, name)
         with open(path) as f:
-            text, count = re.subn(rf"^{key}\s*=.*$", f"{key} = {json.dumps(value)}", f.read(),
-                                  flags=re.MULTILINE)
+            text, count = re.subn(
+                rf"^{key}\s*=.*$", f"{key} = {json.dumps(value)}", f.read(), flags=re.MULTILINE
+            )
         assert count == 1, f"{name}: no single {key} line"
         with open(path, "w") as f:
             f.write(text)
@@ -140,8 +141,11 @@ def test_compose_commands_run_the_example_configs(system: DAQSystem) -> None:
                 proc.wait_ready()
         assert procs["beat"].alive(), procs["beat"].log()[-3000:]
         left = max(1.0, ROWS_WITHIN_SECONDS - (time.monotonic() - started))
-        rows = wait_for(lambda: len(csv_rows(system.out_dir)) >= 10 and csv_rows(system.out_dir),
-                        left, f"10 rows in {system.out_dir} within {ROWS_WITHIN_SECONDS} s")
+        rows = wait_for(
+            lambda: len(csv_rows(system.out_dir)) >= 10 and csv_rows(system.out_dir),
+            left,
+            f"10 rows in {system.out_dir} within {ROWS_WITHIN_SECONDS} s",
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{system.logs()}") from None
 
@@ -154,10 +158,13 @@ def test_compose_commands_run_the_example_configs(system: DAQSystem) -> None:
         assert all(producer["rand_min"] <= int(v) <= producer["rand_max"] for v in row[1:]), row
 
     # Each job runs as a task in a pool process of the worker for its queue.
-    for unique_id, queue, worker in (("test_producer", "default", "worker-default"),
-                                     ("store_csv", "store", "worker-store")):
+    for unique_id, queue, worker in (
+        ("test_producer", "default", "worker-default"),
+        ("store_csv", "store", "worker-store"),
+    ):
         record = system.wait_state(unique_id, "running", timeout=5)
         assert record.queue == queue, record
-        assert record.pid and is_descendant(record.pid, procs[worker].pid), \
+        assert record.pid and is_descendant(record.pid, procs[worker].pid), (
             f"{unique_id}: pid {record.pid} is not a child of {worker} (pid {procs[worker].pid})"
+        )
     assert all(proc.alive() for proc in procs.values())

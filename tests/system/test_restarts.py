@@ -144,3 +144,18 @@ def test_a_pending_restart_survives_a_kill_of_the_supervisor_and_a_restart_of_re
     assert crashed.restart_at - 0.05 <= started <= crashed.restart_at + 1.5, (
         f"restarted at {started - crashed.restart_at:+.2f} s from its schedule"
     )
+
+
+def test_a_killed_job_on_another_host_is_noticed_by_the_task_failed_event(system: DAQSystem) -> None:
+    life_job(system)
+    system.start_supervisor().wait_ready()
+    system.start_beat()
+    system.start_worker("default", extra_env={"ENRGDAQ_HOSTNAME": "another-host"}).wait_ready()
+    first = system.wait_state("life", "running")
+    assert first.hostname == "another-host"
+
+    os.kill(first.pid, signal.SIGKILL)
+    crashed = system.wait_state("life", "restart_scheduled", timeout=5)
+    # The supervisor cannot see another host's processes; the event came before the lease ran out.
+    assert "WorkerLostError" in crashed.error or "exited prematurely" in crashed.error, crashed.error
+    rerun(system, "life", first.pid)

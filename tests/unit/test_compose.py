@@ -54,8 +54,9 @@ def load_compose(text: str | None = None) -> Doc:
 def compose_schema() -> dict[str, Any]:
     import check_jsonschema
 
-    path = os.path.join(os.path.dirname(check_jsonschema.__file__),
-                        "builtin_schemas", "vendor", "compose-spec.json")
+    path = os.path.join(
+        os.path.dirname(check_jsonschema.__file__), "builtin_schemas", "vendor", "compose-spec.json"
+    )
     with open(path) as f:
         return json.load(f)
 
@@ -79,8 +80,9 @@ def python_services(doc: Doc) -> dict[str, Doc]:
 
 def node_services(doc: Doc) -> dict[str, Doc]:
     """Celery workers and beat: the processes that share the run dir (not Flower)."""
-    return {name: svc for name, svc in python_services(doc).items()
-            if argv(svc)[3:4] in (["worker"], ["beat"])}
+    return {
+        name: svc for name, svc in python_services(doc).items() if argv(svc)[3:4] in (["worker"], ["beat"])
+    }
 
 
 def worker_services(doc: Doc) -> dict[str, Doc]:
@@ -118,8 +120,9 @@ def published(service: Doc) -> list[tuple[str, str, str]]:
     found = []
     for entry in service.get("ports", []):
         if isinstance(entry, dict):
-            found.append((str(entry.get("host_ip", "")), str(entry.get("published", "")),
-                          str(entry["target"])))
+            found.append(
+                (str(entry.get("host_ip", "")), str(entry.get("published", "")), str(entry["target"]))
+            )
             continue
         parts = str(entry).split("/")[0].rsplit(":", 2)
         if len(parts) == 1:
@@ -221,8 +224,7 @@ def check_worker_queues(doc: Doc) -> None:
 
 
 def check_shared_run_dir(doc: Doc) -> None:
-    sources = {name: mounts(svc).get(RUN_DIR, ("", False))[0]
-               for name, svc in node_services(doc).items()}
+    sources = {name: mounts(svc).get(RUN_DIR, ("", False))[0] for name, svc in node_services(doc).items()}
     assert {"supervisor", "beat", *WORKER_QUEUES} <= set(sources)
     missing = [name for name, source in sources.items() if not source]
     assert not missing, f"not mounted at {RUN_DIR}: {missing}"
@@ -237,8 +239,7 @@ def check_configs_and_output(doc: Doc) -> None:
         env = environment(svc)
         config_dir = env.get("ENRGDAQ_CONFIG_DIR", "")
         source, read_only = mounts(svc).get(config_dir, ("", False))
-        assert source == "./configs" and read_only, \
-            f"{name}: configs not mounted read-only at {config_dir!r}"
+        assert source == "./configs" and read_only, f"{name}: configs not mounted read-only at {config_dir!r}"
         assert "ENRGDAQ_RUN_DIR" not in env, f"{name}: the default run dir is the shared volume"
     # Where the example CSV store writes (out_dir, from WORKDIR) is a bind mount of its worker.
     for path in sorted(glob.glob(os.path.join(REPO, "configs", "*.toml"))):
@@ -247,14 +248,16 @@ def check_configs_and_output(doc: Doc) -> None:
         if "out_dir" not in job:
             continue
         queue = job.get("queue", "store")
-        [svc] = [s for s in worker_services(doc).values()
-                 if option(argv(s), "-Q", "--queues") == queue]
+        [svc] = [s for s in worker_services(doc).values() if option(argv(s), "-Q", "--queues") == queue]
         out_dir = os.path.normpath(os.path.join(workdir(), job["out_dir"]))
-        targets = [t for t, (src, ro) in mounts(svc).items()
-                   if src.startswith(".") and not ro
-                   and (out_dir + "/").startswith(t.rstrip("/") + "/")]
-        assert targets, \
+        targets = [
+            t
+            for t, (src, ro) in mounts(svc).items()
+            if src.startswith(".") and not ro and (out_dir + "/").startswith(t.rstrip("/") + "/")
+        ]
+        assert targets, (
             f"{os.path.basename(path)} writes to {out_dir}, which no bind mount of its worker holds"
+        )
 
 
 def check_depends_on_redis(doc: Doc) -> None:
@@ -272,8 +275,7 @@ def check_shutdown(doc: Doc) -> None:
         assert grace > needed, f"{name}: stop_grace_period {grace} s <= {needed} s"
     for name, svc in python_services(doc).items():
         assert svc.get("init") is True, f"{name}: init: true forwards signals and reaps children"
-        assert svc.get("stop_signal", "SIGTERM") == "SIGTERM", \
-            f"{name}: SIGTERM is the warm shutdown"
+        assert svc.get("stop_signal", "SIGTERM") == "SIGTERM", f"{name}: SIGTERM is the warm shutdown"
         assert "REMAP_SIGTERM" not in environment(svc), f"{name}: do not remap SIGTERM"
 
 
@@ -294,9 +296,18 @@ def check_nothing_public(doc: Doc) -> None:
 
 
 COMPOSE_CHECKS: list[Callable[[Doc], None]] = [
-    check_schema, check_services_exist, check_redis, check_celery_commands, check_supervisor,
-    check_worker_queues, check_shared_run_dir, check_configs_and_output, check_depends_on_redis,
-    check_shutdown, check_flower, check_nothing_public,
+    check_schema,
+    check_services_exist,
+    check_redis,
+    check_celery_commands,
+    check_supervisor,
+    check_worker_queues,
+    check_shared_run_dir,
+    check_configs_and_output,
+    check_depends_on_redis,
+    check_shutdown,
+    check_flower,
+    check_nothing_public,
 ]
 
 
@@ -326,12 +337,14 @@ def _svc(doc: Doc, name: str) -> Doc:
 def _set(name: str, key: str, value: Any) -> Callable[[Doc], None]:
     def mutate(doc: Doc) -> None:
         _svc(doc, name)[key] = value
+
     return mutate
 
 
 def _drop(name: str, key: str) -> Callable[[Doc], None]:
     def mutate(doc: Doc) -> None:
         _svc(doc, name).pop(key, None)
+
     return mutate
 
 
@@ -341,6 +354,7 @@ def _replace_in_command(name: str, old: str, new: str) -> Callable[[Doc], None]:
         text = command if isinstance(command, str) else shlex.join(command)
         assert old in text
         _svc(doc, name)["command"] = text.replace(old, new)
+
     return mutate
 
 
@@ -348,6 +362,7 @@ def _drop_volume(name: str, target: str) -> Callable[[Doc], None]:
     def mutate(doc: Doc) -> None:
         svc = _svc(doc, name)
         svc["volumes"] = [v for v in svc["volumes"] if v.split(":")[1] != target]
+
     return mutate
 
 
@@ -358,12 +373,14 @@ def _env(name: str, key: str, value: str | None) -> Callable[[Doc], None]:
             env.pop(key)
         else:
             env[key] = value
+
     return mutate
 
 
 def _top(key: str, value: Any) -> Callable[[Doc], None]:
     def mutate(doc: Doc) -> None:
         doc[key] = value
+
     return mutate
 
 
@@ -396,13 +413,22 @@ MUTATIONS: list[tuple[str, Callable[[Doc], None], Callable[[Doc], None]]] = [
     ("no healthcheck", _drop("redis", "healthcheck"), check_redis),
     ("redis data not a named volume", _set("redis", "volumes", ["./redis:/data"]), check_redis),
     ("redis with ports", _set("redis", "ports", ["127.0.0.1:6379:6379"]), check_redis),
-    ("not celery -A enrgdaq", _replace_in_command("beat", "celery -A enrgdaq", "celery -A other"),
-     check_celery_commands),
-    ("supervisor on another queue",
-     _replace_in_command("supervisor", "-Q supervisor", "-Q default"), check_supervisor),
+    (
+        "not celery -A enrgdaq",
+        _replace_in_command("beat", "celery -A enrgdaq", "celery -A other"),
+        check_celery_commands,
+    ),
+    (
+        "supervisor on another queue",
+        _replace_in_command("supervisor", "-Q supervisor", "-Q default"),
+        check_supervisor,
+    ),
     ("two supervisor slots", _replace_in_command("supervisor", "-c 1", "-c 2"), check_supervisor),
-    ("store worker on default", _replace_in_command("worker-store", "-Q store", "-Q default"),
-     check_worker_queues),
+    (
+        "store worker on default",
+        _replace_in_command("worker-store", "-Q store", "-Q default"),
+        check_worker_queues,
+    ),
     ("no node name", _replace_in_command("worker-caen", "-n caen@%h ", ""), check_worker_queues),
     ("beat without run dir", _drop_volume("beat", RUN_DIR), check_shared_run_dir),
     ("another volume at run dir", _other_shm_volume, check_shared_run_dir),
@@ -410,27 +436,35 @@ MUTATIONS: list[tuple[str, Callable[[Doc], None], Callable[[Doc], None]]] = [
     ("configs writable", _configs_writable, check_configs_and_output),
     ("output not mounted", _out_dir_not_mounted, check_configs_and_output),
     ("short depends_on", _set("worker-default", "depends_on", ["redis"]), check_depends_on_redis),
-    ("redis only started", _set("beat", "depends_on", {"redis": {"condition": "service_started"}}),
-     check_depends_on_redis),
+    (
+        "redis only started",
+        _set("beat", "depends_on", {"redis": {"condition": "service_started"}}),
+        check_depends_on_redis,
+    ),
     ("short grace", _set("worker-store", "stop_grace_period", "5s"), check_shutdown),
     ("default grace", _drop("supervisor", "stop_grace_period"), check_shutdown),
     ("no init", _drop("worker-default", "init"), check_shutdown),
     ("remapped SIGTERM", _env("worker-default", "REMAP_SIGTERM", "SIGQUIT"), check_shutdown),
     ("flower on every interface", _set("flower", "ports", ["5555:5555"]), check_flower),
-    ("flower password in the file", _env("flower", "FLOWER_BASIC_AUTH", "admin:admin"),
-     check_flower),
+    ("flower password in the file", _env("flower", "FLOWER_BASIC_AUTH", "admin:admin"), check_flower),
     ("flower without auth", _env("flower", "FLOWER_BASIC_AUTH", None), check_flower),
-    ("redis published by another service", _set("beat", "ports", ["127.0.0.1:6379:6379"]),
-     check_nothing_public),
-    ("public port", _set("worker-caen", "ports", [{"target": 8000, "published": "8000"}]),
-     check_nothing_public),
+    (
+        "redis published by another service",
+        _set("beat", "ports", ["127.0.0.1:6379:6379"]),
+        check_nothing_public,
+    ),
+    (
+        "public port",
+        _set("worker-caen", "ports", [{"target": 8000, "published": "8000"}]),
+        check_nothing_public,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "check"), [m[1:] for m in MUTATIONS],
-                         ids=[m[0] for m in MUTATIONS])
-def test_check_fails_on_mutated_compose(compose: Doc, mutate: Callable[[Doc], None],
-                                        check: Callable[[Doc], None]) -> None:
+@pytest.mark.parametrize(("mutate", "check"), [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+def test_check_fails_on_mutated_compose(
+    compose: Doc, mutate: Callable[[Doc], None], check: Callable[[Doc], None]
+) -> None:
     doc = copy.deepcopy(compose)
     mutate(doc)
     assert doc != compose
@@ -456,8 +490,9 @@ def test_duration_parser() -> None:
 # -- Dockerfile ---------------------------------------------------------------------------------
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(
-        line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    )
     found = []
     for line in joined.splitlines():
         if line.strip():
@@ -478,8 +513,7 @@ def check_dockerfile(text: str) -> None:
     assert ("WORKDIR", "/app") in steps
     # The package and its sources are copied before the install, and nothing excluded is copied.
     pip_install = re.compile(r"pip install --no-cache-dir \"?\.\[flower\]\"?")
-    install = next(i for i, (name, args) in enumerate(steps)
-                   if name == "RUN" and pip_install.search(args))
+    install = next(i for i, (name, args) in enumerate(steps) if name == "RUN" and pip_install.search(args))
     copied = [src for name, args in steps[:install] if name == "COPY" for src in args.split()[:-1]]
     for needed in ("pyproject.toml", "celeryconfig.py", "enrgdaq/", "configs/"):
         assert needed in copied, f"{needed} is not copied before the install"
@@ -487,8 +521,7 @@ def check_dockerfile(text: str) -> None:
     for src in copied:
         matches = glob.glob(os.path.join(REPO, src))
         assert matches or glob.has_magic(src), f"COPY {src}: no such file"
-        assert not any(fnmatch.fnmatch(src.rstrip("/"), p) for p in ignored), \
-            f"{src} is in .dockerignore"
+        assert not any(fnmatch.fnmatch(src.rstrip("/"), p) for p in ignored), f"{src} is in .dockerignore"
     # A non-root user, set after the install; the default command is a celery worker.
     users = [i for i, name in enumerate(names) if name == "USER"]
     assert users and users[-1] > install, "no USER after the install"
@@ -506,16 +539,19 @@ def test_dockerfile() -> None:
 CMD = 'CMD ["celery", "-A", "enrgdaq", "worker", "-Q", "default"]'
 
 
-@pytest.mark.parametrize(("old", "new"), [
-    ("FROM python:3.11-slim", "FROM python:3.12"),
-    ('".[flower]"', '"enrgdaq"'),
-    ("COPY enrgdaq/ enrgdaq/\n", ""),
-    ("USER enrgdaq", "USER root"),
-    ("USER enrgdaq", ""),
-    (CMD, "CMD celery -A enrgdaq worker"),
-    (CMD, 'CMD ["celery", "-A", "enrgdaq", "beat"]'),
-    ("COPY configs/ configs/", "COPY configz/ configs/"),
-])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("FROM python:3.11-slim", "FROM python:3.12"),
+        ('".[flower]"', '"enrgdaq"'),
+        ("COPY enrgdaq/ enrgdaq/\n", ""),
+        ("USER enrgdaq", "USER root"),
+        ("USER enrgdaq", ""),
+        (CMD, "CMD celery -A enrgdaq worker"),
+        (CMD, 'CMD ["celery", "-A", "enrgdaq", "beat"]'),
+        ("COPY configs/ configs/", "COPY configz/ configs/"),
+    ],
+)
 def test_dockerfile_check_fails_on_mutation(old: str, new: str) -> None:
     text = read_dockerfile()
     assert old in text
