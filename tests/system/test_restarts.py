@@ -60,10 +60,14 @@ def life_job(system: DAQSystem, name: str = "life", job_type: str = "DAQJobLifeL
     return life_dir
 
 
-def rerun(system: DAQSystem, unique_id: str, old_pid: int, timeout: float = 20):
+def rerun(system: DAQSystem, unique_id: str, old_task_id: str, timeout: float = 20):
+    """The job running again as a new run (a new task; possibly in the same pool child)."""
+
     def again():
         record = system.registry.get(unique_id)
-        return record if record and record.state.value == "running" and record.pid != old_pid else None
+        return (
+            record if record and record.state.value == "running" and record.task_id != old_task_id else None
+        )
 
     return wait_for(again, timeout, f"{unique_id} running again", interval=0.002)
 
@@ -77,7 +81,7 @@ def test_kill_9_of_a_job_process_restarts_it_within_offset_and_never_twice(syste
 
     killed_at = time.monotonic()
     os.kill(first.pid, signal.SIGKILL)
-    second = rerun(system, "life", first.pid)
+    second = rerun(system, "life", first.task_id)
     elapsed = time.monotonic() - killed_at
     wait_for(lambda: watcher.alive_instances() == 1, 5, "the new instance to mark itself alive")
 
@@ -105,7 +109,7 @@ def test_kill_9_of_a_whole_worker_runs_the_job_again_once_a_worker_is_back(syste
     stays(lambda: system.job("life").state.value == "waiting", 2.0, "the job waiting without a worker")
 
     replacement = system.start_worker("default", name="w-default-2").wait_ready()
-    second = rerun(system, "life", first.pid)
+    second = rerun(system, "life", first.task_id)
     assert psutil.Process(second.pid).ppid() == replacement.pid
 
 
@@ -138,7 +142,7 @@ def test_a_pending_restart_survives_a_kill_of_the_supervisor_and_a_restart_of_re
     assert system.job("life").restart_at == pytest.approx(crashed.restart_at, abs=1e-3)
     system.start_supervisor(name="supervisor-2").wait_ready()
 
-    record = rerun(system, "life", crashed.pid or -1)
+    record = rerun(system, "life", crashed.task_id)
     started = record.started_at
     assert started is not None
     assert crashed.restart_at - 0.05 <= started <= crashed.restart_at + 1.5, (
@@ -158,4 +162,4 @@ def test_a_killed_job_on_another_host_is_noticed_by_the_task_failed_event(system
     crashed = system.wait_state("life", "restart_scheduled", timeout=5)
     # The supervisor cannot see another host's processes; the event came before the lease ran out.
     assert "WorkerLostError" in crashed.error or "exited prematurely" in crashed.error, crashed.error
-    rerun(system, "life", first.pid)
+    rerun(system, "life", first.task_id)
