@@ -72,6 +72,14 @@ class SupervisorConfig(_Strict):
         plugins: modules to import for custom job classes.
         restart_backoff_max_seconds: cap of the restart delay, which doubles
             from the job's ``restart_offset`` on each consecutive crash.
+        ring_buffer_size_mb / ring_buffer_slot_size_kb: the original's names; here
+            the size of *each producing job's* ring and of its slots.
+        ring_enabled: bulk payloads to stores of this node go through the rings
+            (``false``: everything travels inline over ZMQ).
+        ring_policy: ``block`` (lossless: a producer waits for slow consumers) or
+            ``drop`` (after ``ring_block_timeout_seconds``, counted).
+        ring_consumer_timeout_seconds: a consumer gone this long stops holding
+            producers back; what it misses from then on is counted.
     """
 
     info: SupervisorInfo
@@ -84,3 +92,18 @@ class SupervisorConfig(_Strict):
     run_dir: str | None = None
     plugins: list[str] = []
     restart_backoff_max_seconds: float = 60.0
+    ring_enabled: bool = True
+    ring_policy: str = "block"
+    ring_block_timeout_seconds: float = 5.0
+    ring_consumer_timeout_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.ring_buffer_slot_size_kb <= 0 or self.ring_buffer_size_mb <= 0:
+            raise ValueError("ring_buffer_size_mb and ring_buffer_slot_size_kb must be positive")
+        if self.ring_buffer_slot_size_kb > self.ring_buffer_size_mb * 1024:
+            raise ValueError(
+                f"ring_buffer_slot_size_kb ({self.ring_buffer_slot_size_kb}) is larger than the ring "
+                f"({self.ring_buffer_size_mb} MB): lower the slot size or raise ring_buffer_size_mb"
+            )
+        if self.ring_policy not in ("block", "drop"):
+            raise ValueError(f"ring_policy must be 'block' or 'drop', not {self.ring_policy!r}")

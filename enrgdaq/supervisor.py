@@ -43,6 +43,7 @@ from enrgdaq.control.status import SupervisorStatus, collect_status
 from enrgdaq.control.sync import sync_registry
 from enrgdaq.daq.process import DAQJobProcess
 from enrgdaq.daq.types import registry as job_types
+from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import ConfigError, DAQError
 from enrgdaq.message.proxy import MessageProxy
 from enrgdaq.models import SupervisorConfig
@@ -186,8 +187,22 @@ class Supervisor:
             session=session or (previous or ""),
             started_at=time.time(),
             restart_backoff_max_seconds=self.config.restart_backoff_max_seconds,
+            data_plane=self.data_plane_settings(),
         ).save(client)
         mark_alive(client, self.supervisor_id)
+
+    def data_plane_settings(self) -> DataPlaneSettings:
+        assert self.config is not None
+        config = self.config
+        return DataPlaneSettings(
+            run_dir=self.run_dir,
+            enabled=config.ring_enabled,
+            ring_bytes=config.ring_buffer_size_mb * 2**20,
+            slot_bytes=config.ring_buffer_slot_size_kb * 1024,
+            block_timeout_s=config.ring_block_timeout_seconds,
+            policy=config.ring_policy,
+            consumer_timeout_s=config.ring_consumer_timeout_seconds,
+        )
 
     def start_daq_job_processes(self, daq_jobs_to_load: list[DAQJobProcess]) -> None:
         """Register the given jobs, or (given none) every job of the config directory, and dispatch."""

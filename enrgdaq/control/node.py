@@ -15,6 +15,7 @@ import msgspec
 import redis
 
 from enrgdaq.control.keys import Keys
+from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import SupervisorNotFoundError
 from enrgdaq.models import SupervisorInfo
 
@@ -34,6 +35,7 @@ class SupervisorRecord(msgspec.Struct, kw_only=True):
     session: str = ""
     started_at: float = 0.0
     restart_backoff_max_seconds: float = 60.0
+    data_plane: DataPlaneSettings | None = None
 
     def save(self, client: redis.Redis) -> None:
         client.set(Keys(self.supervisor_id).supervisor, msgspec.json.encode(self))

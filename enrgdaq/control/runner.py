@@ -68,6 +68,8 @@ class JobRun:
             zmq_xsub_url=supervisor.xsub_url,
         )
         keeper.job = job
+        if supervisor.data_plane is not None:
+            job.configure_data_plane(supervisor.data_plane)
         try:
             if keeper.stop_requested:
                 job.request_stop()
@@ -75,7 +77,8 @@ class JobRun:
             logger.info("[%s] running %s (pid %d)", self.unique_id, spec.daq_job_type, os.getpid())
             job.start()
         finally:
-            job.free()
+            record = self.registry.get(self.unique_id)
+            job.free(for_good=record is None or record.desired != "run" or record.removed)
         if keeper.stop_requested or keeper.lost:
             return Outcome.STOPPED, ""
         return Outcome.EXITED, "start() returned without a stop request"

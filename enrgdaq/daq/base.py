@@ -26,6 +26,7 @@ from enrgdaq.daq.models import (
     DAQJobMessage,
     DAQJobMessageHeartbeat,
     DAQJobMessageJobStarted,
+    DAQJobMessageRingNotify,
     DAQJobMessageRoutes,
     DAQJobMessageStop,
     DAQJobMessageStoreQuery,
@@ -33,7 +34,8 @@ from enrgdaq.daq.models import (
 )
 from enrgdaq.daq.stats import JobCounters
 from enrgdaq.daq.topics import Topic, exact, prefix
-from enrgdaq.errors import DAQJobStopError
+from enrgdaq.data.settings import DataPlaneSettings
+from enrgdaq.errors import DAQJobStopError, MessageError
 from enrgdaq.models import SupervisorInfo
 
 ROUTES_GRACE_SECONDS = 5.0
@@ -102,6 +104,8 @@ class DAQJob:
         self.message_in = message_in
         self.message_out = message_out if message_out is not None else []
         self._plane: Any = None
+        self._data_plane: DataPlaneSettings | None = None
+        self._ring_writer: Any = None
         self._receive_thread: threading.Thread | None = None
         self.zmq_xpub_url = zmq_xpub_url
         self.zmq_xsub_url = zmq_xsub_url
@@ -226,7 +230,53 @@ class DAQJob:
             self.counters.record_out(0)
             return
         self._await_routes(message)
+        if self._send_through_ring(message):
+            return
         self.counters.record_out(self._plane.publisher().send(message))
+
+    # -- the data plane ------------------------------------------------------------
+    def configure_data_plane(self, settings: DataPlaneSettings) -> None:
+        """Called by the runner before ``start()``: where rings live, how big, which policy."""
+        self._data_plane = settings
+
+    def _send_through_ring(self, message: DAQJobMessage) -> bool:
+        """Put a store payload for stores of this node in the ring; False: send it inline."""
+        from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
+        from enrgdaq.daq.store.routing import store_class_names
+
+        settings = self._data_plane
+        if (
+            settings is None
+            or not settings.enabled
+            or not getattr(self.config, "use_shm_when_possible", True)
+        ):
+            return False
+        if not isinstance(message, DAQJobMessageStorePyArrow | DAQJobMessageStoreRaw):
+            return False
+        routes = self.routes or {}
+        consumers = [uid for name in store_class_names(message) for uid in routes.get(name, [])]
+        if not consumers:
+            return False
+        writer = self._ring_writer
+        if writer is None:
+            from enrgdaq.data.writer import RingWriter
+
+            writer = self._ring_writer = RingWriter(self.unique_id, settings)
+        writer.ensure_consumers(consumers)
+        try:
+            seq = writer.write(message)
+        except MessageError:
+            self.counters.inline_large += 1
+            return False  # larger than a slot: inline, never dropped
+        if seq is None:
+            self.counters.dropped += 1
+            return True
+        self.counters.record_out(0)
+        if writer.needs_wakeup():
+            notify = DAQJobMessageRingNotify(ring=writer.name, seq=seq, topics=set(message.topics))
+            notify.daq_job_info = self.info
+            self._plane.publisher().send(notify)
+        return True
 
     def _await_routes(self, message: DAQJobMessage) -> None:
         """Hold a new producer's first store messages until their stores subscribe."""
@@ -264,8 +314,12 @@ class DAQJob:
         """Ask ``start()`` to return; safe from any thread."""
         self._has_been_freed = True
 
-    def free(self) -> None:
-        """Stop the job and release what it holds (files, devices, sockets); runs once."""
+    def free(self, for_good: bool = False) -> None:
+        """Stop the job and release what it holds (files, devices, sockets); runs once.
+
+        ``for_good``: a person stopped it or its file is gone, so it will not come
+        back: a consumer then stops holding producers' rings.
+        """
         self._has_been_freed = True
         if self._cleaned_up:
             return
@@ -275,7 +329,13 @@ class DAQJob:
             if cleanup is not None:
                 cleanup(self)
         finally:
+            self._close_data_plane(for_good)
             self._close_message_plane()
+
+    def _close_data_plane(self, for_good: bool) -> None:
+        if self._ring_writer is not None:
+            self._ring_writer.close()
+            self._ring_writer = None
 
     def _close_message_plane(self) -> None:
         if self._receive_thread is not None and self._receive_thread is not threading.current_thread():

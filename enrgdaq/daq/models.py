@@ -22,6 +22,7 @@ __all__ = [
     "DAQJobMessageCombinedStats",
     "DAQJobMessageHeartbeat",
     "DAQJobMessageJobStarted",
+    "DAQJobMessageRingNotify",
     "DAQJobMessageRoutes",
     "DAQJobMessageStatsReport",
     "DAQJobMessageStop",
@@ -124,6 +125,17 @@ class DAQJobMessageStoreReady(DAQJobMessage, kw_only=True):
 
 class DAQJobMessageStoreQuery(DAQJobMessage, kw_only=True):
     """A new producer asks which stores are listening; each running store answers with StoreReady."""
+
+
+class DAQJobMessageRingNotify(DAQJobMessage, kw_only=True):
+    """Payloads wait in the producer's ring ``ring`` up to ``seq``: the consumers' wake-up.
+
+    It carries no data; a consumer reads from its own cursor, so a lost
+    notification delays a payload (until the next poll) but never loses it.
+    """
+
+    ring: str
+    seq: int
 
 
 class DAQJobMessageStop(DAQJobMessage, kw_only=True):

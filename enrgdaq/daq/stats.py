@@ -22,6 +22,8 @@ class JobCounters:
         self.rejected = 0
         self.failed = 0
         self.unrouted = 0
+        self.dropped = 0
+        self.inline_large = 0
         self.last_in: float | None = None
         self.last_out: float | None = None
         self._latencies: list[float] = []
@@ -65,6 +67,8 @@ class JobCounters:
             "rejected": self.rejected,
             "failed": self.failed,
             "unrouted": self.unrouted,
+            "dropped": self.dropped,
+            "inline_large": self.inline_large,
             "last_in": self.last_in,
             "last_out": self.last_out,
         }

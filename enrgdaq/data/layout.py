@@ -18,7 +18,7 @@ and not reordered with each other, which is what this protocol relies on.
 
 from __future__ import annotations
 
-MAGIC = 0x314752_4E49_5251_4445  # "EDQRING1" read as little-endian bytes
+MAGIC = int.from_bytes(b"EDQRING1", "little")
 VERSION = 1
 PAGE = 4096
 

@@ -8,16 +8,21 @@ rows in the original.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import time
+from typing import Any, ClassVar
 
 from enrgdaq.daq.base import DAQJob
-from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageStoreReady
+from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageRingNotify, DAQJobMessageStoreReady
 from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobStoreConfigBase
 from enrgdaq.daq.topics import Topic, exact
+from enrgdaq.data.reader import RingReader
+from enrgdaq.data.settings import DataPlaneSettings
 
 STORE_POLL_MILLISECONDS = 20
 DRAIN_SECONDS = 1.0
 """On stop, how long a store keeps taking what is already queued for it."""
+RING_POLL_SECONDS = 0.1
+"""How often a store looks at its rings without a wake-up (and says it is alive)."""
 
 
 class DAQJobStore(DAQJob):
@@ -25,6 +30,11 @@ class DAQJobStore(DAQJob):
     allowed_message_in_types: list[type[DAQJobMessage]] = [DAQJobMessageStore]
     queue: ClassVar[str] = "store"
     _receive_on_thread: ClassVar[bool] = False
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        self._rings: RingReader | None = None
+        self._unreleased: list[DAQJobMessage] = []
+        super().__init__(config, *args, **kwargs)
 
     def _subscriptions(self) -> list[bytes]:
         name = type(self).__name__
@@ -40,10 +50,68 @@ class DAQJobStore(DAQJob):
 
     def start(self) -> None:
         self._announce()
+        self._poll_rings()  # resume: what producers left in the rings since this store last ran
+        next_poll = time.monotonic() + RING_POLL_SECONDS
         while not self._has_been_freed:
             self._process_inbound(timeout_ms=STORE_POLL_MILLISECONDS)
+            if time.monotonic() >= next_poll:
+                self._poll_rings()
+                next_poll = time.monotonic() + RING_POLL_SECONDS
             self.store_loop()
+            self._release_flushed()
         self._drain()
+
+    # -- the data plane ------------------------------------------------------------
+    def configure_data_plane(self, settings: DataPlaneSettings) -> None:
+        super().configure_data_plane(settings)
+        if settings.enabled:
+            self._rings = RingReader(self.unique_id, settings.run_dir)
+
+    def _dispatch(self, message: DAQJobMessage) -> None:
+        if isinstance(message, DAQJobMessageRingNotify):
+            self._drain_ring(message.ring)
+            return
+        super()._dispatch(message)
+
+    def _drain_ring(self, name: str | None) -> int:
+        if self._rings is None:
+            return 0
+        messages = self._rings.drain(name)
+        for message in messages:
+            super()._dispatch(message)
+            self._unreleased.append(message)
+        return len(messages)
+
+    def _poll_rings(self) -> None:
+        """Find new rings, say this store is alive, take what waits (covers lost wake-ups)."""
+        if self._rings is None:
+            return
+        self._rings.scan()
+        self._rings.heartbeat()
+        self._drain_ring(None)
+
+    def _release_flushed(self) -> None:
+        """Give ring slots back once what they held is written out (a crash then loses nothing)."""
+        if self._unreleased and not self.has_unflushed_data():
+            for message in self._unreleased:
+                release = getattr(message, "release", None)
+                if release is not None:
+                    release()
+            self._unreleased.clear()
+
+    def has_unflushed_data(self) -> bool:
+        """Whether handled messages are still buffered in this process (not yet on disk / in the DB)."""
+        return False
+
+    def _close_data_plane(self, for_good: bool) -> None:
+        super()._close_data_plane(for_good)
+        if self._rings is not None:
+            self._release_flushed()
+            if for_good:
+                self._rings.detach()
+            self._unreleased.clear()
+            self._rings.close()
+            self._rings = None
 
     def _on_store_query(self) -> None:
         self._announce()
@@ -61,13 +129,12 @@ class DAQJobStore(DAQJob):
         )
 
     def _drain(self) -> None:
-        """Take what the proxy already delivered, so that a stop loses nothing in flight."""
-        import time
-
+        """Take what the proxy and the rings already hold, so that a stop loses nothing in flight."""
         deadline = time.monotonic() + DRAIN_SECONDS
-        while time.monotonic() < deadline and self._process_inbound(timeout_ms=0):
+        while time.monotonic() < deadline and (self._process_inbound(timeout_ms=0) or self._drain_ring(None)):
             pass
         self.store_loop()
+        self._release_flushed()
 
     def store_loop(self) -> None:
         """Called after each batch of messages, and at least every few ms: write out buffered data."""

@@ -129,7 +129,7 @@ class RingBufferHandle(msgspec.Struct, kw_only=True):
     slot_size: int = 10 * 1024 * 1024
 
 
-class DAQJobMessageStore(DAQJobMessage, kw_only=True):
+class DAQJobMessageStore(DAQJobMessage, kw_only=True, dict=True):
     store_config: DAQJobStoreConfig
     tag: str | None = None
     target_local_supervisor: bool = False
@@ -164,15 +164,36 @@ class DAQJobMessageStorePyArrow(DAQJobMessageStore, kw_only=True):
     handle: RingBufferHandle | None = None
 
     def get_table(self) -> pa.Table:
+        """The table. From a ring it is a zero-copy view of the slot, valid until :meth:`release`.
+
+        Keeping it longer is safe: the slot stays held (the producer waits) until
+        the last reference to the table is gone, so it is never overwritten
+        underneath; a store that keeps tables for long should keep copies
+        (:meth:`copy_table`) so as not to hold the producer back.
+        """
         if self.table is None:
-            raise ValueError("message carries no table")
+            raise ValueError("message carries no table (already released?)")
         return self.table
 
+    def copy_table(self) -> pa.Table:
+        """A copy of the table that holds no ring slot."""
+        table = self.get_table()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return pa.ipc.open_stream(sink.getvalue()).read_all()
+
     def release(self) -> None:
-        """Give the payload back; a no-op for inline tables."""
+        """Done with the payload: its ring slot is free once no view of it is left."""
+        self.table = None
+        self.__dict__.pop("_ring_guard", None)
 
 
 class DAQJobMessageStoreRaw(DAQJobMessageStore, kw_only=True):
     """Raw bytes for the stores (camera frames, digitizer blocks)."""
 
     data: bytes
+
+    def release(self) -> None:
+        """Done with the payload: its ring slot (if any) is free."""
+        self.__dict__.pop("_ring_guard", None)

@@ -155,6 +155,9 @@ class DAQJobStoreCSV(DAQJobStore):
         self._dirty.clear()
         self._last_flush = now
 
+    def has_unflushed_data(self) -> bool:
+        return bool(self._dirty)
+
     def _pending_input(self) -> bool:
         plane = self.message_plane
         if plane is None:

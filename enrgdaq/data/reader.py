@@ -1,0 +1,162 @@
+"""A consumer's end of the rings it reads: drain from its cursor, release when done.
+
+A consumer keeps two positions per ring: the next sequence number to hand to
+the job (in this process) and its cursor in the ring (shared: every slot
+below it may be reused). A slot is released when the last zero-copy buffer
+of its message is gone: a table kept by a store holds its slot (backpressure),
+it is never overwritten underneath. After a crash, a consumer resumes from its
+cursor: what it had not released is delivered again (at least once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import weakref
+
+import pyarrow as pa
+
+from enrgdaq.daq.models import DAQJobMessage
+from enrgdaq.data import layout as L
+from enrgdaq.data.codec import SlotDecoder
+from enrgdaq.data.ring import Ring, fence
+from enrgdaq.data.settings import RING_PREFIX
+from enrgdaq.errors import DAQError, MessageError
+
+logger = logging.getLogger(__name__)
+
+
+class SlotGuard:
+    """Kept alive by every zero-copy buffer of one message; its death releases the slot."""
+
+    __slots__ = ("__weakref__",)
+
+
+class RingTracker:
+    def __init__(self, ring: Ring, index: int) -> None:
+        self.ring = ring
+        self.index = index
+        self.read_pos = ring.cursor(index)
+        self._next_release = self.read_pos
+        self._released: set[int] = set()
+        self._lock = threading.Lock()
+        self._mapping = pa.py_buffer(ring.mm)
+        self.address = self._mapping.address
+
+    def release(self, seq: int) -> None:
+        with self._lock:
+            if seq < self._next_release:
+                return
+            self._released.add(seq)
+            advanced = False
+            while self._next_release in self._released:
+                self._released.discard(self._next_release)
+                self._next_release += 1
+                advanced = True
+            if advanced:
+                self.ring.set_cursor(self.index, self._next_release)
+
+    def close(self) -> None:
+        del self._mapping
+        self.ring.close()
+
+
+class RingReader:
+    """Every ring one consumer is registered in, below one run directory."""
+
+    def __init__(self, consumer: str, run_dir: str) -> None:
+        self.consumer = consumer
+        self.run_dir = run_dir
+        self.trackers: dict[str, RingTracker] = {}
+        self.decoder = SlotDecoder()
+        self.lost = 0
+        self.corrupted = 0
+
+    def scan(self) -> None:
+        """Attach to every ring file of the run directory that has an entry for this consumer."""
+        try:
+            names = [n for n in os.listdir(self.run_dir) if n.startswith(RING_PREFIX)]
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name not in self.trackers:
+                self.track(name)
+
+    def track(self, name: str) -> RingTracker | None:
+        tracker = self.trackers.get(name)
+        if tracker is not None:
+            return tracker
+        try:
+            ring = Ring.attach(os.path.join(self.run_dir, name))
+        except (OSError, DAQError):
+            return None
+        index = ring.find_consumer(self.consumer)
+        if index is None:
+            ring.close()
+            return None
+        if ring.state(index) == L.EVICTED:
+            index = ring.register(self.consumer)
+            logger.error(
+                "[%s] was evicted from ring %s for being away too long; %d payload(s) missed",
+                self.consumer,
+                name,
+                int(ring.consumers[index, L.C_MISSED]),
+            )
+        tracker = self.trackers[name] = RingTracker(ring, index)
+        return tracker
+
+    def drain(self, name: str | None = None, limit: int = 1_000_000) -> list[DAQJobMessage]:
+        """Messages waiting in one ring (or in all), in order; each holds its slot until it is freed."""
+        out: list[DAQJobMessage] = []
+        trackers = [self.track(name)] if name is not None else list(self.trackers.values())
+        for tracker in trackers:
+            if tracker is not None:
+                self._drain_one(tracker, out, limit)
+        return out
+
+    def _drain_one(self, tracker: RingTracker, out: list[DAQJobMessage], limit: int) -> None:
+        ring = tracker.ring
+        ring.consumers[tracker.index, L.C_WAKEUP] = 0
+        fence()
+        end = min(ring.write_seq, tracker.read_pos + limit)
+        seq = tracker.read_pos
+        while seq < end:
+            nbytes = ring.committed(seq)
+            if nbytes is None:
+                self.lost += 1  # reused before it was read: only after an eviction
+                seq += 1
+                continue
+            guard = SlotGuard()
+            weakref.finalize(guard, tracker.release, seq)
+            start = ring.slot_offset(seq)
+            try:
+                message = self.decoder.decode(
+                    ring.mm_view[start : start + nbytes], tracker.address + start, guard
+                )
+            except MessageError:
+                self.corrupted += 1
+                logger.exception("[%s] corrupt slot %d in ring %s; skipped", self.consumer, seq, ring.name)
+                seq += 1
+                continue
+            message._ring_guard = guard  # type: ignore[attr-defined]
+            out.append(message)
+            seq += 1
+        tracker.read_pos = seq
+        ring.heartbeat(tracker.index)
+
+    def heartbeat(self) -> None:
+        for tracker in self.trackers.values():
+            tracker.ring.heartbeat(tracker.index)
+
+    def detach(self) -> None:
+        """Stop holding producers back (a person stopped this consumer, or it was removed)."""
+        for tracker in self.trackers.values():
+            tracker.ring.detach(self.consumer)
+
+    def close(self) -> None:
+        for tracker in self.trackers.values():
+            with contextlib.suppress(BufferError):
+                tracker.close()
+        self.trackers.clear()

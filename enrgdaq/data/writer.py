@@ -1,0 +1,137 @@
+"""The producer's end of its ring: wait for a free slot, copy the payload in, commit."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from enrgdaq.daq.models import DAQJobMessage
+from enrgdaq.data import layout as L
+from enrgdaq.data.codec import SlotEncoder
+from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence
+from enrgdaq.data.settings import DataPlaneSettings, ring_path
+
+logger = logging.getLogger(__name__)
+
+SPINS = 20
+SLEEP_SECONDS = 50e-6
+REFRESH_SECONDS = 0.5
+
+
+class RingWriter:
+    """Writes a producing job's messages into its ring. Used from one thread."""
+
+    def __init__(self, producer_id: str, settings: DataPlaneSettings) -> None:
+        self.settings = settings
+        slot_count = check_geometry(settings.ring_bytes, settings.slot_bytes, settings.run_dir)
+        self.ring = Ring.create(ring_path(settings.run_dir, producer_id), slot_count, settings.slot_bytes)
+        self.encoder = SlotEncoder()
+        self._known: set[str] = set()
+        self._active: list[int] = []
+        self._floor = 0  # a lower bound of every active consumer's cursor
+        self._refreshed = 0.0
+        self.refresh()
+
+    @property
+    def name(self) -> str:
+        return self.ring.name
+
+    def refresh(self) -> None:
+        """Re-read the consumer table (entries come and go: registrations, evictions, detaches)."""
+        self._active = self.ring.active_consumers()
+        floor = self.ring.min_cursor(self._active)
+        self._floor = self.ring.write_seq if floor is None else floor
+        self._refreshed = time.monotonic()
+
+    def ensure_consumers(self, names: list[str]) -> None:
+        """Every consumer in ``names`` has an entry; a new one starts at the current write_seq."""
+        new = [n for n in names if n not in self._known]
+        for name in new:
+            self.ring.register(name)
+            self._known.add(name)
+        if new:
+            self.refresh()
+
+    def write(self, message: DAQJobMessage) -> int | None:
+        """Put ``message`` in the next slot; its sequence number, or None if dropped (``drop`` policy).
+
+        Raises MessageError when the payload does not fit a slot (the caller sends it inline).
+        """
+        ring = self.ring
+        seq = ring.write_seq
+        self._wait_for_slot(seq)
+        start = (seq % ring.slot_count) * ring.slot_size
+        if seq < self._floor + ring.slot_count:
+            nbytes = self.encoder.encode(message, ring.data[start : start + ring.slot_size])
+            ring.commit(seq, nbytes)
+            return seq
+        ring.add_dropped()
+        return None
+
+    def _wait_for_slot(self, seq: int) -> None:
+        ring = self.ring
+        if seq < self._floor + ring.slot_count and time.monotonic() - self._refreshed < REFRESH_SECONDS:
+            return
+        self.refresh()
+        if seq < self._floor + ring.slot_count:
+            return
+        started = time.monotonic_ns()
+        deadline = time.monotonic() + self.settings.block_timeout_s
+        spins = 0
+        warned = False
+        while True:
+            self.refresh()
+            if seq < self._floor + ring.slot_count:
+                break
+            now = time.monotonic()
+            if now > deadline:
+                if self.settings.policy == "drop":
+                    break
+                if not warned:
+                    warned = True
+                    logger.warning(
+                        "ring %s: waited %.1f s for consumers (%s); holding the producer",
+                        ring.name,
+                        self.settings.block_timeout_s,
+                        self.slowest(),
+                    )
+                evicted = ring.evict_stale(int(self.settings.consumer_timeout_s * 1e9))
+                if evicted:
+                    logger.error(
+                        "ring %s: evicted consumers gone for over %.0f s: %s; what they miss is counted",
+                        ring.name,
+                        self.settings.consumer_timeout_s,
+                        ", ".join(evicted),
+                    )
+            spins += 1
+            if spins > SPINS:
+                time.sleep(SLEEP_SECONDS)
+        ring.add_blocked(time.monotonic_ns() - started)
+
+    def slowest(self) -> str:
+        if not self._active:
+            return "none"
+        index = min(self._active, key=self.ring.cursor)
+        return f"{self.ring.consumer_name(index)} at {self.ring.cursor(index)} of {self.ring.write_seq}"
+
+    def needs_wakeup(self) -> bool:
+        """Whether a consumer may be idle: set their wake-up flags and say so (then send one notify)."""
+        consumers = self.ring.consumers
+        fence()
+        wake = False
+        for index in self._active:
+            if int(consumers[index, L.C_WAKEUP]) == 0:
+                consumers[index, L.C_WAKEUP] = 1
+                wake = True
+        return wake
+
+    def stats(self) -> dict[str, int]:
+        stats = self.ring.stats()
+        stats["occupancy"] = stats["write_seq"] - self._floor
+        return stats
+
+    def close(self) -> None:
+        self.ring.close()
+
+
+__all__ = ["RingFullError", "RingWriter"]
