@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from enrgdaq.cli.bench import bench
 from enrgdaq.cli.check import check
 from enrgdaq.cli.jobs import start, stop
 from enrgdaq.cli.status import status
@@ -24,6 +25,7 @@ cli.add_command(status)
 cli.add_command(check)
 cli.add_command(stop)
 cli.add_command(start)
+cli.add_command(bench)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,10 +33,14 @@ from enrgdaq.daq.models import (
     DAQJobMessageStoreReady,
 )
 from enrgdaq.daq.stats import JobCounters
+from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
+from enrgdaq.daq.store.routing import store_names_of_topics
 from enrgdaq.daq.topics import Topic, exact, prefix
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import DAQJobStopError, MessageError
 from enrgdaq.models import SupervisorInfo
+
+_RING_PAYLOADS = (DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw)
 
 ROUTES_GRACE_SECONDS = 5.0
 """How long a new producer holds a store message whose store has not subscribed yet."""
@@ -106,6 +110,8 @@ class DAQJob:
         self._plane: Any = None
         self._data_plane: DataPlaneSettings | None = None
         self._ring_writer: Any = None
+        self._notify: dict[frozenset[str], DAQJobMessageRingNotify] = {}
+        self._use_shm = bool(getattr(config, "use_shm_when_possible", True))
         self._receive_thread: threading.Thread | None = None
         self.zmq_xpub_url = zmq_xpub_url
         self.zmq_xsub_url = zmq_xsub_url
@@ -241,20 +247,13 @@ class DAQJob:
 
     def _send_through_ring(self, message: DAQJobMessage) -> bool:
         """Put a store payload for stores of this node in the ring; False: send it inline."""
-        from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
-        from enrgdaq.daq.store.routing import store_class_names
-
         settings = self._data_plane
-        if (
-            settings is None
-            or not settings.enabled
-            or not getattr(self.config, "use_shm_when_possible", True)
-        ):
+        if settings is None or not settings.enabled or not self._use_shm:
             return False
-        if not isinstance(message, DAQJobMessageStorePyArrow | DAQJobMessageStoreRaw):
+        if not isinstance(message, _RING_PAYLOADS):
             return False
         routes = self.routes or {}
-        consumers = [uid for name in store_class_names(message) for uid in routes.get(name, [])]
+        consumers = [uid for name in store_names_of_topics(message.topics) for uid in routes.get(name, [])]
         if not consumers:
             return False
         writer = self._ring_writer
@@ -273,19 +272,26 @@ class DAQJob:
             return True
         self.counters.record_out(0)
         if writer.needs_wakeup():
-            notify = DAQJobMessageRingNotify(ring=writer.name, seq=seq, topics=set(message.topics))
-            notify.daq_job_info = self.info
-            self._plane.publisher().send(notify)
+            self._send_notify(writer.name, message.topics)
         return True
+
+    def _send_notify(self, ring: str, topics: set[str]) -> None:
+        """Wake the consumers of ``ring`` (one notify message per set of topics, reused)."""
+        key = frozenset(topics)
+        notify = self._notify.get(key)
+        if notify is None:
+            notify = DAQJobMessageRingNotify(ring=ring, seq=0, topics=set(topics))
+            notify.daq_job_info = self.info
+            self._notify[key] = notify
+        self._plane.publisher().send(notify)
 
     def _await_routes(self, message: DAQJobMessage) -> None:
         """Hold a new producer's first store messages until their stores subscribe."""
-        from enrgdaq.daq.store.models import DAQJobMessageStore
-        from enrgdaq.daq.store.routing import store_class_names
-
         if not isinstance(message, DAQJobMessageStore):
             return
-        wanted = store_class_names(message)
+        wanted = store_names_of_topics(message.topics)
+        if self.routes is not None and all(self.routes.get(name) for name in wanted):
+            return
         self._ask_for_stores()
         deadline = self._started_monotonic + ROUTES_GRACE_SECONDS
         while True:

@@ -1,0 +1,112 @@
+"""The benchmark's producer and consumer: ordinary jobs on the ordinary path.
+
+The producer calls ``_put_message_out`` with the original's payload, a
+two-column float64 table of N rows. It stamps its id, a sequence number and
+the send time into column ``a``; column ``b`` holds ``arange(N) + seq``. The
+consumer (a store) reads every value, checks the sum against the sequence
+number its message names, and records the latency.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
+from enrgdaq.daq.store.base import DAQJobStore
+from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobStoreConfig
+from enrgdaq.daq.topics import Topic
+
+SINK = "DAQJobBenchSink"
+
+
+class BenchSourceConfig(DAQJobConfig, kw_only=True):
+    values: int = 10_000
+    count: int = 1000
+    rate: float = 0.0  # messages per second; 0: as fast as the consumers take them
+    producer: int = 0
+
+
+class DAQJobBenchSource(DAQJob):
+    config_type = BenchSourceConfig
+
+    def start(self) -> None:
+        cfg = self.config
+        n = max(cfg.values, 3)  # N rows of two float64 values: 16 bytes a row
+        a = np.zeros(n, dtype=np.float64)
+        base = np.arange(n, dtype=np.float64)
+        b = base.copy()
+        topics = {Topic.store(SINK)}
+        empty = DAQJobStoreConfig()
+        period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
+        due = time.monotonic()
+        for seq in range(cfg.count):
+            if self._has_been_freed:
+                return
+            if period:
+                due += period
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            np.add(base, seq, out=b)
+            a[0], a[1], a[2] = seq, cfg.producer, time.monotonic_ns()
+            table = pa.table({"a": a, "b": b})
+            self._put_message_out(
+                DAQJobMessageStorePyArrow(store_config=empty, table=table, topics=set(topics))
+            )
+        while not self._has_been_freed:
+            time.sleep(0.01)
+
+
+class BenchResult(msgspec.Struct):
+    received: int = 0
+    bytes: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    corrupted: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    latencies_ns: list[int] = []
+
+
+class DAQJobBenchSink(DAQJobStore):
+    allowed_message_in_types: list[type[DAQJobMessage]] = [DAQJobMessageStorePyArrow]
+    config_type = DAQJobConfig
+
+    def __init__(self, config: Any, expected: dict[int, int], **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.expected = expected  # producer id -> message count
+        self.seen: dict[int, int] = {p: -1 for p in expected}
+        self.result = BenchResult()
+
+    def handle_message(self, message: DAQJobMessage) -> bool:
+        assert isinstance(message, DAQJobMessageStorePyArrow)
+        now = time.monotonic_ns()
+        table = message.get_table()
+        a = table.column(0).chunk(0).to_numpy()
+        seq, producer, sent = int(a[0]), int(a[1]), int(a[2])
+        n = table.num_rows
+        total = float(np.sum(table.column(1).chunk(0).to_numpy()))
+        if total != n * (n - 1) / 2 + seq * n or producer not in self.seen:
+            self.result.corrupted += 1
+        elif seq <= self.seen[producer]:
+            self.result.duplicated += 1
+        else:
+            self.result.lost += seq - self.seen[producer] - 1
+            self.seen[producer] = seq
+        result = self.result
+        if not result.received:
+            result.first_ns = now
+        result.received += 1
+        result.bytes += n * 16  # two float64 columns
+        result.last_ns = now
+        result.latencies_ns.append(now - sent)
+        message.release()
+        if all(self.seen[p] >= c - 1 for p, c in self.expected.items()):
+            self.request_stop()
+        return True

@@ -1,0 +1,155 @@
+"""The benchmark table: scenarios x payload sizes, and what each row means."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import msgspec
+
+from enrgdaq.bench.baselines import memcpy_gbps, zmq_inline
+from enrgdaq.bench.runner import Outcome, run_path
+
+SIZES = (10_000, 50_000, 100_000, 500_000)
+QUICK_SIZES = (10_000, 500_000)
+
+
+class Row(msgspec.Struct):
+    scenario: str
+    values: int
+    msgs_per_s: float
+    gb_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    lost: int = 0
+    duplicated: int = 0
+    corrupted: int = 0
+    rate: str = "max"
+    cpu_s_per_msg: float = 0.0
+
+
+def _pct(samples: list[int], q: float) -> float:
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1e6
+
+
+def _count(values: int, seconds: float, rate_hint: float) -> int:
+    return max(50, int(seconds * rate_hint))
+
+
+def _row(scenario: str, values: int, outcome: Outcome, rate: str = "max") -> Row:
+    r = outcome.result
+    elapsed = max(outcome.elapsed_s, 1e-9)
+    lat = r.latencies_ns[len(r.latencies_ns) // 10 :]  # without the first 10 % (start-up)
+    return Row(
+        scenario=scenario,
+        values=values,
+        msgs_per_s=(r.received - 1) / elapsed,
+        gb_per_s=r.bytes / elapsed / 1e9,
+        p50_ms=_pct(lat, 0.5),
+        p95_ms=_pct(lat, 0.95),
+        p99_ms=_pct(lat, 0.99),
+        max_ms=max(lat) / 1e6 if lat else 0.0,
+        lost=r.lost,
+        duplicated=r.duplicated,
+        corrupted=r.corrupted,
+        rate=rate,
+        cpu_s_per_msg=(outcome.cpu_sink_s + outcome.cpu_sources_s) / max(r.received, 1),
+    )
+
+
+def run_suite(quick: bool = False, progress: Any = None) -> list[Row]:
+    seconds = 1.0 if quick else 3.0
+    rows: list[Row] = []
+    for values in QUICK_SIZES if quick else SIZES:
+        guess = max(200.0, 4e9 / (values * 16))  # a first guess of the rate, to size the runs
+        gbps, mps = memcpy_gbps(values, seconds / 2)
+        rows.append(Row("memcpy", values, mps, gbps, 0, 0, 0, 0))
+        one = run_path(values, _count(values, seconds, guess))
+        rows.append(_row("1to1", values, one))
+        full = rows[-1].msgs_per_s
+        half = run_path(values, _count(values, seconds, full / 2), rate=full / 2)
+        rows.append(_row("1to1", values, half, rate="half"))
+        two = run_path(values, _count(values, seconds, full / 2), producers=2)
+        rows.append(_row("2to1", values, two))
+        inline = zmq_inline(values, _count(values, seconds, guess))
+        lat = inline["latencies_ns"][len(inline["latencies_ns"]) // 10 :]
+        elapsed = inline["elapsed_s"]
+        rows.append(
+            Row(
+                "zmq_inline",
+                values,
+                (inline["received"] - 1) / elapsed,
+                inline["received"] * values * 16 / elapsed / 1e9,
+                _pct(lat, 0.5),
+                _pct(lat, 0.95),
+                _pct(lat, 0.99),
+                max(lat) / 1e6 if lat else 0.0,
+                inline["lost"],
+                0,
+                inline["corrupted"],
+            )
+        )
+        if progress is not None:
+            progress(rows[-5:])
+    return rows
+
+
+def render(rows: list[Row]) -> str:
+    head = (
+        "scenario",
+        "values",
+        "rate",
+        "msgs/s",
+        "GB/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "lost",
+        "dup",
+        "corrupt",
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            (
+                r.scenario,
+                f"{r.values:,}",
+                r.rate,
+                f"{r.msgs_per_s:,.0f}",
+                f"{r.gb_per_s:.2f}",
+                f"{r.p50_ms:.2f}",
+                f"{r.p95_ms:.2f}",
+                f"{r.p99_ms:.2f}",
+                f"{r.max_ms:.2f}",
+                str(r.lost),
+                str(r.duplicated),
+                str(r.corrupted),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
+
+
+def ratios(rows: list[Row]) -> list[str]:
+    """The comparisons the targets are stated in."""
+    out = []
+    for values in sorted({r.values for r in rows}):
+        by = {(r.scenario, r.rate): r for r in rows if r.values == values}
+        one, mem, inline = by.get(("1to1", "max")), by.get(("memcpy", "max")), by.get(("zmq_inline", "max"))
+        if one and mem:
+            out.append(
+                f"{values:,} values: 1to1 {one.gb_per_s:.2f} GB/s = {one.gb_per_s / mem.gb_per_s:.2f} "
+                f"of memcpy ({mem.gb_per_s:.2f} GB/s)"
+                + (f", {one.msgs_per_s / inline.msgs_per_s:.2f}x plain pyzmq inline" if inline else "")
+            )
+    return out
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0

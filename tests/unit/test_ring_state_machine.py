@@ -1,0 +1,511 @@
+"""The shared-memory ring as a state machine: one producer, up to three consumers, in one process.
+
+A model keeps what the ring must hold: the next sequence number, the dropped
+count, and per consumer where its cursor must be (the first message it has
+not let go of). Hypothesis writes, drains, releases in any order, drops held
+tables, copies tables, adds and detaches consumers, and after every step the
+ring must agree with the model, and every table a consumer still holds must
+still read exactly what was written into it.
+
+The producer uses the ``drop`` policy with a 1 ms timeout: a full ring gives
+None at once instead of waiting, so "would have to wait" is observable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from enrgdaq.daq.models import DAQJobMessage
+from enrgdaq.daq.store.models import (
+    DAQJobMessageStorePyArrow,
+    DAQJobMessageStoreRaw,
+    DAQJobStoreConfig,
+    DAQJobStoreConfigMemory,
+)
+from enrgdaq.data import layout as L
+from enrgdaq.data.reader import RingReader
+from enrgdaq.data.settings import DataPlaneSettings
+from enrgdaq.data.writer import RingWriter
+
+SLOT_BYTES = 4096
+MAX_CONSUMERS = 3
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def store_config() -> DAQJobStoreConfig:
+    return DAQJobStoreConfig(memory=DAQJobStoreConfigMemory())
+
+
+def make_table(number: int, rows: int, nested: bool) -> pa.Table:
+    """A table whose every value depends on ``number``: an overwritten slot never reads the same."""
+    columns: dict[str, pa.Array] = {
+        "n": pa.array([number * 1000 + i for i in range(rows)], pa.int64()),
+        "x": pa.array([None if (number + i) % 3 == 0 else number + i / 8 for i in range(rows)], pa.float64()),
+        "s": pa.array([None if (number + i) % 4 == 1 else f"m{number}-{i}" for i in range(rows)]),
+        "ok": pa.array([(number + i) % 2 == 0 for i in range(rows)]),
+    }
+    if nested:
+        columns["lst"] = pa.array([[number] * (i % 3) for i in range(rows)], pa.list_(pa.int64()))
+    return pa.table(columns)
+
+
+@dataclass
+class Payload:
+    number: int
+    table: pa.Table | None = None  # built in this process, never a view of the ring
+    raw: bytes | None = None
+
+    def message(self) -> DAQJobMessage:
+        if self.raw is not None:
+            return DAQJobMessageStoreRaw(store_config=store_config(), data=self.raw, tag=str(self.number))
+        return DAQJobMessageStorePyArrow(store_config=store_config(), table=self.table, tag=str(self.number))
+
+
+@dataclass
+class Held:
+    """A drained message and the references to it that the test still keeps."""
+
+    seq: int
+    message: DAQJobMessage | None
+    table: pa.Table | None
+
+    def gone(self) -> bool:
+        return self.message is None and self.table is None
+
+
+@dataclass
+class Consumer:
+    name: str
+    reader: RingReader
+    index: int
+    start: int  # write_seq when it was registered: it gets every message from there on
+    next_seq: int  # the next sequence number a drain must hand out
+    cursor: int  # where the ring's cursor must be: the first sequence number not let go of
+    held: dict[int, Held] = field(default_factory=dict)
+    let_go: set[int] = field(default_factory=set)
+
+    def free(self, seq: int) -> None:
+        """The test no longer references message ``seq``: the cursor moves over contiguous ones."""
+        self.let_go.add(seq)
+        while self.cursor in self.let_go:
+            self.let_go.discard(self.cursor)
+            self.cursor += 1
+
+
+class RingMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_dir = tempfile.mkdtemp(prefix="edq-", dir="/dev/shm")
+        self.writer: RingWriter | None = None
+        self.slots = 0
+        self.write_seq = 0
+        self.dropped = 0
+        self.numbers = 0
+        self.names = 0
+        self.payloads: dict[int, Payload] = {}
+        self.consumers: list[Consumer] = []
+        self.copies: list[tuple[pa.Table, pa.Table]] = []
+
+    @initialize(slots=st.integers(4, 8))
+    def create_ring(self, slots: int) -> None:
+        self.slots = slots
+        self.writer = RingWriter(
+            "prod",
+            DataPlaneSettings(
+                run_dir=self.run_dir,
+                ring_bytes=slots * SLOT_BYTES,
+                slot_bytes=SLOT_BYTES,
+                policy="drop",
+                block_timeout_s=0.001,
+            ),
+        )
+        assert self.writer.ring.slot_count == slots
+
+    @property
+    def ring_writer(self) -> RingWriter:
+        assert self.writer is not None
+        return self.writer
+
+    # -- consumers come and go -----------------------------------------------------
+    @precondition(lambda self: len(self.consumers) < MAX_CONSUMERS)
+    @rule()
+    def add_consumer(self) -> None:
+        writer = self.ring_writer
+        name = f"c{self.names}"
+        self.names += 1
+        writer.ensure_consumers([name])
+        reader = RingReader(name, self.run_dir)
+        reader.scan()
+        assert list(reader.trackers) == [writer.name]
+        index = writer.ring.find_consumer(name)
+        assert index is not None
+        assert writer.ring.cursor(index) == self.write_seq
+        self.consumers.append(Consumer(name, reader, index, self.write_seq, self.write_seq, self.write_seq))
+
+    @precondition(lambda self: bool(self.consumers))
+    @rule(data=st.data())
+    def detach_consumer(self, data: st.DataObject) -> None:
+        """A store that flushed what it held and was stopped for good: it no longer holds the producer."""
+        consumer = data.draw(st.sampled_from(self.consumers), label="consumer")
+        consumer.held.clear()  # the last references: every slot it held is given back
+        consumer.reader.detach()
+        consumer.reader.close()
+        self.consumers.remove(consumer)
+        assert self.ring_writer.ring.find_consumer(consumer.name) is None
+
+    # -- the producer --------------------------------------------------------------------
+    @rule(
+        raw=st.one_of(st.none(), st.binary(max_size=600)),
+        rows=st.integers(0, 12),
+        nested=st.booleans(),
+    )
+    def write(self, raw: bytes | None, rows: int, nested: bool) -> None:
+        writer = self.ring_writer
+        number = self.numbers
+        self.numbers += 1
+        if raw is not None:
+            payload = Payload(number, raw=number.to_bytes(4, "little") + raw)
+        else:
+            payload = Payload(number, table=make_table(number, rows, nested))
+        slowest = min((c.cursor for c in self.consumers), default=self.write_seq)
+        fits = self.write_seq < slowest + self.slots
+        message = payload.message()
+
+        seq = writer.write(message)
+
+        if fits:
+            assert seq == self.write_seq, f"a free slot was there (slowest cursor {slowest}), got {seq}"
+            self.payloads[seq] = payload
+            self.write_seq += 1
+        else:
+            assert seq is None, f"slot {seq} was written over a message a consumer holds (cursor {slowest})"
+            self.dropped += 1
+        assert message.tag == str(number)  # the producer's message is left as it was
+        if raw is not None:
+            assert isinstance(message, DAQJobMessageStoreRaw)
+            assert message.data == payload.raw
+
+    # -- consumers ---------------------------------------------------------------------
+    @precondition(lambda self: bool(self.consumers))
+    @rule(data=st.data(), limit=st.one_of(st.none(), st.integers(1, 5)), by_name=st.booleans())
+    def drain(self, data: st.DataObject, limit: int | None, by_name: bool) -> None:
+        consumer = data.draw(st.sampled_from(self.consumers), label="consumer")
+        reader = consumer.reader
+        name = self.ring_writer.name if by_name else None
+        messages = reader.drain(name) if limit is None else reader.drain(name, limit=limit)
+
+        end = self.write_seq if limit is None else min(self.write_seq, consumer.next_seq + limit)
+        expected = list(range(consumer.next_seq, end))
+        got = [m.tag for m in messages]
+        assert got == [str(self.payloads[s].number) for s in expected], f"{consumer.name} drained {got}"
+        assert (reader.lost, reader.corrupted) == (0, 0)
+        for seq, message in zip(expected, messages, strict=True):
+            payload = self.payloads[seq]
+            table = None
+            if payload.raw is not None:
+                assert isinstance(message, DAQJobMessageStoreRaw)
+                assert message.data == payload.raw
+            else:
+                assert isinstance(message, DAQJobMessageStorePyArrow)
+                table = message.get_table()
+                assert payload.table is not None
+                assert table.equals(payload.table), f"message {seq} corrupted: {table.to_pydict()}"
+            consumer.held[seq] = Held(seq, message, table)
+        consumer.next_seq = end
+        del messages
+
+    @precondition(lambda self: any(c.held for c in self.consumers))
+    @rule(data=st.data(), call_release=st.booleans())
+    def let_go_of_messages(self, data: st.DataObject, call_release: bool) -> None:
+        """Release some drained messages (or just drop them), in any order; tables taken stay held."""
+        consumer = data.draw(st.sampled_from([c for c in self.consumers if c.held]), label="consumer")
+        candidates = sorted(s for s, h in consumer.held.items() if h.message is not None)
+        if not candidates:
+            return
+        chosen = data.draw(st.lists(st.sampled_from(candidates), unique=True, min_size=1), label="seqs")
+        for seq in chosen:
+            held = consumer.held[seq]
+            assert held.message is not None
+            if call_release:
+                held.message.release()  # type: ignore[attr-defined]
+            held.message = None
+            self._forget_if_gone(consumer, held)
+
+    @precondition(lambda self: any(h.table is not None for c in self.consumers for h in c.held.values()))
+    @rule(data=st.data())
+    def drop_tables(self, data: st.DataObject) -> None:
+        consumer = data.draw(
+            st.sampled_from([c for c in self.consumers if any(h.table is not None for h in c.held.values())]),
+            label="consumer",
+        )
+        candidates = sorted(s for s, h in consumer.held.items() if h.table is not None)
+        chosen = data.draw(st.lists(st.sampled_from(candidates), unique=True, min_size=1), label="seqs")
+        for seq in chosen:
+            held = consumer.held[seq]
+            held.table = None
+            self._forget_if_gone(consumer, held)
+
+    @precondition(
+        lambda self: any(
+            isinstance(h.message, DAQJobMessageStorePyArrow) and h.message.table is not None
+            for c in self.consumers
+            for h in c.held.values()
+        )
+    )
+    @rule(data=st.data())
+    def copy_a_table(self, data: st.DataObject) -> None:
+        """``copy_table()`` gives a table that holds no slot (the cursor model does not count it)."""
+        candidates = [
+            h
+            for c in self.consumers
+            for h in c.held.values()
+            if isinstance(h.message, DAQJobMessageStorePyArrow) and h.message.table is not None
+        ]
+        held = candidates[data.draw(st.integers(0, len(candidates) - 1), label="held")]
+        assert isinstance(held.message, DAQJobMessageStorePyArrow)
+        copy = held.message.copy_table()
+        expected = self.payloads[held.seq].table
+        assert expected is not None
+        self.copies.append((copy, expected))
+
+    def _forget_if_gone(self, consumer: Consumer, held: Held) -> None:
+        if held.gone():
+            del consumer.held[held.seq]
+            consumer.free(held.seq)
+
+    # -- what must always hold ----------------------------------------------------------
+    @invariant()
+    def ring_agrees_with_the_model(self) -> None:
+        if self.writer is None:
+            return
+        ring = self.writer.ring
+        stats = ring.stats()
+        assert stats["write_seq"] == self.write_seq
+        assert stats["dropped"] == self.dropped
+        assert sorted(ring.active_consumers()) == sorted(c.index for c in self.consumers)
+        for consumer in self.consumers:
+            assert ring.state(consumer.index) == L.ACTIVE
+            assert ring.consumer_name(consumer.index) == consumer.name
+            assert ring.cursor(consumer.index) == consumer.cursor, (
+                f"{consumer.name}: cursor {ring.cursor(consumer.index)}, it holds "
+                f"{sorted(consumer.held)} (drained up to {consumer.next_seq})"
+            )
+            assert consumer.start <= consumer.cursor <= consumer.next_seq <= self.write_seq
+        # The cursors are what bound the producer: never more than a ring's worth ahead of the slowest.
+        slowest = min((c.cursor for c in self.consumers), default=self.write_seq)
+        assert self.write_seq - slowest <= self.slots
+
+    @invariant()
+    def held_tables_never_change(self) -> None:
+        for consumer in self.consumers:
+            for seq, held in consumer.held.items():
+                expected = self.payloads[seq].table
+                for table in (held.table, getattr(held.message, "table", None)):
+                    if table is not None:
+                        assert expected is not None
+                        assert table.equals(expected), f"{consumer.name}: held message {seq} was overwritten"
+        for copy, expected in self.copies:
+            assert copy.equals(expected)
+
+    def teardown(self) -> None:
+        try:
+            for consumer in self.consumers:
+                consumer.held.clear()
+            self.copies.clear()
+            for consumer in self.consumers:
+                consumer.reader.close()
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+RingMachine.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestRing = RingMachine.TestCase
+
+
+# -- bugs found on the way (each fails today) ---------------------------------------------------
+
+
+@pytest.fixture
+def run_dir():
+    path = tempfile.mkdtemp(prefix="edq-", dir="/dev/shm")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def drop_writer(run_dir: str, slots: int = 4) -> RingWriter:
+    return RingWriter(
+        "prod",
+        DataPlaneSettings(
+            run_dir=run_dir,
+            ring_bytes=slots * SLOT_BYTES,
+            slot_bytes=SLOT_BYTES,
+            policy="drop",
+            block_timeout_s=0.001,
+        ),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RingWriter.ensure_consumers skips names in its _known cache: a consumer detached and "
+    "started again is never registered again, its reader finds no entry, and it silently gets nothing",
+)
+def test_a_detached_consumer_that_comes_back_is_registered_again(run_dir: str) -> None:
+    writer = drop_writer(run_dir)
+    reader = RingReader("store", run_dir)
+    try:
+        writer.ensure_consumers(["store"])
+        reader.scan()
+        assert writer.write(Payload(0, raw=b"first").message()) == 0
+        assert [m.data for m in reader.drain()] == [b"first"]  # type: ignore[attr-defined]
+        reader.detach()  # a person stops the store
+        reader.close()
+
+        writer.ensure_consumers(["store"])  # ... and starts it again; the producer still runs
+        reader = RingReader("store", run_dir)
+        reader.scan()
+        assert writer.write(Payload(1, raw=b"second").message()) == 1
+        assert [m.data for m in reader.drain()] == [b"second"]  # type: ignore[attr-defined]
+    finally:
+        reader.close()
+        writer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RingReader only re-registers an evicted consumer when it first attaches: a running "
+    "consumer that was evicted keeps reading with no entry holding the producer back, forever",
+)
+def test_an_evicted_consumer_that_is_still_running_is_active_again_after_its_next_drain(run_dir: str) -> None:
+    writer = drop_writer(run_dir)
+    reader = RingReader("store", run_dir)
+    received: list[DAQJobMessage] = []
+    try:
+        writer.ensure_consumers(["store"])
+        reader.scan()
+        index = writer.ring.find_consumer("store")
+        assert index is not None
+        assert writer.ring.evict_stale(-1) == ["store"]  # as if it had been away too long
+        for number in range(6):  # more than the ring holds: it misses two
+            assert writer.write(Payload(number, raw=bytes([number])).message()) == number
+        received = reader.drain()
+        assert reader.lost == 2
+        assert [m.data for m in received] == [bytes([n]) for n in range(2, 6)]  # type: ignore[attr-defined]
+        # It is alive: from now on it holds the producer back again (nothing more is lost).
+        assert writer.ring.state(index) == L.ACTIVE
+        writer.refresh()
+        assert [writer.write(Payload(n, raw=b"x").message()) for n in range(6, 11)] == [6, 7, 8, 9, None]
+    finally:
+        received.clear()
+        reader.close()
+        writer.close()
+
+
+USE_AFTER_CLOSE = """
+import sys
+from tests.unit.test_ring_state_machine import Payload, drop_writer, make_table
+from enrgdaq.data.reader import RingReader
+writer = drop_writer(sys.argv[1])
+writer.ensure_consumers(["store"])
+reader = RingReader("store", sys.argv[1])
+reader.scan()
+writer.write(Payload(7, table=make_table(7, 50, False)).message())
+table = reader.drain()[0].get_table()
+reader.close()  # the store stops; a table it handed on is still alive
+print(table.equals(make_table(7, 50, False)))
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="zero-copy buffers point at the mapping by address and do not keep it alive: "
+    "RingReader.close() unmaps under a live table, and reading it crashes the process (SIGSEGV)",
+)
+def test_a_table_outlives_its_reader_close(run_dir: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", USE_AFTER_CLOSE, run_dir], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr[-2000:]
+
+
+DICTIONARY_COLUMN = """
+import sys
+import pyarrow as pa
+from tests.unit.test_ring_state_machine import Payload, drop_writer
+from enrgdaq.data.reader import RingReader
+writer = drop_writer(sys.argv[1])
+writer.ensure_consumers(["store"])
+reader = RingReader("store", sys.argv[1])
+reader.scan()
+table = pa.table({"kind": pa.array(["a", "b", "a"]).dictionary_encode()})
+writer.write(Payload(1, table=table).message())
+print(reader.drain()[0].get_table().equals(table))
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SlotEncoder sends a dictionary column as flat buffers without its dictionary; "
+    "Array.from_buffers then aborts the consumer process (SIGABRT) on every retry",
+)
+def test_a_dictionary_column_goes_through_the_ring(run_dir: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", DICTIONARY_COLUMN, run_dir], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr[-2000:]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an extension column whose storage is nested (fixed_shape_tensor) is sent as flat buffers; "
+    "decoding raises ValueError, which RingReader.drain does not catch (not a MessageError)",
+)
+def test_an_extension_column_goes_through_the_ring(run_dir: str) -> None:
+    writer = drop_writer(run_dir)
+    reader = RingReader("store", run_dir)
+    received: list[DAQJobMessage] = []
+    try:
+        writer.ensure_consumers(["store"])
+        reader.scan()
+        tensor = pa.fixed_shape_tensor(pa.int32(), [2])
+        storage = pa.array([[1, 2], [3, 4]], pa.list_(pa.int32(), 2))
+        table = pa.table({"t": pa.ExtensionArray.from_storage(tensor, storage)})
+        assert writer.write(Payload(1, table=table).message()) == 0
+        error = None
+        try:
+            received = reader.drain()
+        except ValueError as exc:  # kept as text: a traceback would keep the slot's guard alive
+            error = repr(exc)
+        assert error is None, f"drain raised {error}"
+        assert len(received) == 1
+        assert received[0].get_table().equals(table)  # type: ignore[attr-defined]
+    finally:
+        received.clear()
+        reader.close()
+        writer.close()
