@@ -92,13 +92,13 @@ def zmq_inline(values: int, count: int) -> dict[str, Any]:
         probe = np.full(values, -1.0)
         deadline = time.monotonic() + 10
         while not joined.is_set() and time.monotonic() < deadline:  # PUB drops until subscribed
-            pub.send_multipart([memoryview(probe), memoryview(probe)], copy=False)
+            pub.send_multipart([probe.data, probe.data], copy=False)
             joined.wait(0.01)
         for seq in range(count):
             b = base + seq
             a = a.copy()
             a[0], a[2] = seq, time.monotonic_ns()
-            pub.send_multipart([memoryview(a), memoryview(b)], copy=False)
+            pub.send_multipart([a.data, b.data], copy=False)
         first, last, received, lost, corrupted, latencies = out.get(timeout=60)
     finally:
         proc.join(10)
