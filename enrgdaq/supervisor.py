@@ -40,7 +40,7 @@ from enrgdaq.control.reconcile import Reconciler
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.shutdown import stop_all_jobs
 from enrgdaq.control.status import SupervisorStatus, collect_status
-from enrgdaq.control.sync import sync_registry
+from enrgdaq.control.sync import remove_orphaned_rings, sync_registry
 from enrgdaq.daq.process import DAQJobProcess
 from enrgdaq.daq.types import registry as job_types
 from enrgdaq.data.settings import DataPlaneSettings
@@ -213,6 +213,7 @@ class Supervisor:
         else:
             specs, problems = load_job_dir(self._daq_job_config_path)
         sync_registry(self.registry, specs, problems + self.problems)
+        remove_orphaned_rings(self.registry, self.run_dir)
         self.problems = problems + self.problems
         self.restart_daq_jobs()
         self._refresh_views(specs)

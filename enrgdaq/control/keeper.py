@@ -101,6 +101,7 @@ class LeaseKeeper(threading.Thread):
         if job is None:
             return
         stats = job.counters.snapshot()
+        stats.update(job.data_plane_stats())
         plane = job.message_plane
         if plane is not None:
             stats["malformed"] = plane.malformed_count

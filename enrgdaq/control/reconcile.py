@@ -9,7 +9,9 @@ first wins; the registry's END script makes the others no-ops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -19,6 +21,7 @@ from enrgdaq.constants import DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS
 from enrgdaq.control.dispatch import dispatch_due
 from enrgdaq.control.lifecycle import JobState, Outcome
 from enrgdaq.control.registry import JobRecord, JobRegistry
+from enrgdaq.data.settings import ring_path
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,10 @@ def process_gone(pid: int) -> bool:
 
 
 class Reconciler:
-    def __init__(self, registry: JobRegistry, app: Any, hostname: str, backoff_max: float) -> None:
+    def __init__(
+        self, registry: JobRegistry, app: Any, hostname: str, backoff_max: float, run_dir: str = ""
+    ) -> None:
+        self.run_dir = run_dir
         self.registry = registry
         self.app = app
         self.hostname = hostname
@@ -85,6 +91,9 @@ class Reconciler:
             if record.removed and record.state in (JobState.STOPPED, JobState.CRASHED):
                 self.registry.forget(record.unique_id)
                 logger.info("[%s] removed from the registry", record.unique_id)
+                if self.run_dir:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(ring_path(self.run_dir, record.unique_id))
 
 
 def routes_of(records: list[JobRecord]) -> dict[str, list[str]]:

@@ -13,12 +13,15 @@ A *fresh session* (``enrgdaq up`` passes one) starts from an empty registry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 
 from enrgdaq.config.loader import JobSpec, job_id_for_file
 from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.registry import JobRecord, JobRegistry
 from enrgdaq.daq.store.base import DAQJobStore
+from enrgdaq.data.settings import RING_PREFIX
 from enrgdaq.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,24 @@ def record_for(spec: JobSpec) -> JobRecord:
         restart_offset=spec.restart_offset,
         is_store=issubclass(spec.daq_job_cls, DAQJobStore),
     )
+
+
+def remove_orphaned_rings(registry: JobRegistry, run_dir: str) -> list[str]:
+    """Delete the ring files of jobs the registry no longer holds; returns their names."""
+    known = set(registry.unique_ids())
+    removed = []
+    try:
+        names = [n for n in os.listdir(run_dir) if n.startswith(RING_PREFIX)]
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if name[len(RING_PREFIX) :] not in known:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(run_dir, name))
+            removed.append(name)
+    if removed:
+        logger.warning("removed rings of jobs that no longer exist: %s", ", ".join(sorted(removed)))
+    return removed
 
 
 def sync_registry(registry: JobRegistry, specs: list[JobSpec], problems: list[ConfigError]) -> None:

@@ -62,7 +62,9 @@ class SupervisorTicker:
         client = connect(app.conf.broker_url)
         self.registry = JobRegistry(client, supervisor_id)
         self.record = SupervisorRecord.load(client, supervisor_id)
-        self.reconciler = Reconciler(self.registry, app, this_host(), self.record.restart_backoff_max_seconds)
+        self.reconciler = Reconciler(
+            self.registry, app, this_host(), self.record.restart_backoff_max_seconds, self.record.run_dir
+        )
         self.info = DAQJobInfo(
             daq_job_type="Supervisor", unique_id=supervisor_id, supervisor_info=self.record.info
         )

@@ -338,6 +338,19 @@ class DAQJob:
             self._close_data_plane(for_good)
             self._close_message_plane()
 
+    def data_plane_stats(self) -> dict[str, int]:
+        """The producer's ring: sequence, occupancy, time blocked on slow consumers, drops."""
+        if self._ring_writer is None:
+            return {}
+        stats = self._ring_writer.stats()
+        return {
+            "ring_write_seq": stats["write_seq"],
+            "ring_occupancy": stats["occupancy"],
+            "ring_slots": stats["slots"],
+            "ring_blocked_ms": stats["blocked_ns"] // 1_000_000,
+            "ring_dropped": stats["dropped"],
+        }
+
     def _close_data_plane(self, for_good: bool) -> None:
         if self._ring_writer is not None:
             self._ring_writer.close()

@@ -103,6 +103,16 @@ class DAQJobStore(DAQJob):
         """Whether handled messages are still buffered in this process (not yet on disk / in the DB)."""
         return False
 
+    def data_plane_stats(self) -> dict[str, int]:
+        stats = super().data_plane_stats()
+        if self._rings is not None:
+            stats.update(
+                ring_lost=self._rings.lost,
+                ring_corrupted=self._rings.corrupted,
+                ring_unreleased=len(self._unreleased),
+            )
+        return stats
+
     def _close_data_plane(self, for_good: bool) -> None:
         super()._close_data_plane(for_good)
         if self._rings is not None:
