@@ -45,6 +45,7 @@ class DAQJobBenchSource(DAQJob):
         empty = DAQJobStoreConfig()
         period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
         due = time.monotonic()
+        table = pa.table({"a": a, "b": b})  # over a and b: refilled in place, as a readout loop does
         for seq in range(cfg.count):
             if self._has_been_freed:
                 return
@@ -55,7 +56,6 @@ class DAQJobBenchSource(DAQJob):
                     time.sleep(pause)
             np.add(base, seq, out=b)
             a[0], a[1], a[2] = seq, cfg.producer, time.monotonic_ns()
-            table = pa.table({"a": a, "b": b})
             self._put_message_out(
                 DAQJobMessageStorePyArrow(store_config=empty, table=table, topics=set(topics))
             )

@@ -60,6 +60,9 @@ class SlotEncoder:
         self._schema: pa.Schema | None = None
         self._schema_bytes = b""
         self._flat = True
+        # The last table's layout: a producer that hands the same table object again (its
+        # buffers refilled in place, as a readout loop does) skips recomputing it.
+        self._last: tuple[pa.Table, list[list[int]], list[Any], int] | None = None
 
     def _remember(self, schema: pa.Schema) -> None:
         if self._schema is None or not schema.equals(self._schema):
@@ -105,6 +108,19 @@ class SlotEncoder:
         return pos
 
     def _table_layout(self, table: pa.Table, layout: SlotLayout, buffers: list[Any]) -> int:
+        last = self._last
+        if last is not None and last[0] is table:
+            layout.num_rows = table.num_rows
+            layout.schema = self._schema_bytes
+            layout.columns = last[1]
+            buffers.extend(last[2])
+            return last[3]
+        total = self._compute_layout(table, layout, buffers)
+        if self._flat:
+            self._last = (table, layout.columns, list(buffers), total)
+        return total
+
+    def _compute_layout(self, table: pa.Table, layout: SlotLayout, buffers: list[Any]) -> int:
         layout.num_rows = table.num_rows
         self._remember(table.schema)
         layout.schema = self._schema_bytes
@@ -142,16 +158,16 @@ class SlotDecoder:
         self._types = types or MessageTypes()
         self._layout = msgspec.msgpack.Decoder(SlotLayout)
         self._headers: dict[type, msgspec.msgpack.Decoder[Any]] = {}
-        self._schemas: dict[bytes, pa.Schema] = {}
+        self._schemas: dict[bytes, tuple[pa.Schema, list[pa.DataType]]] = {}
 
-    def _schema(self, data: bytes) -> pa.Schema:
-        schema = self._schemas.get(data)
-        if schema is None:
+    def _schema(self, data: bytes) -> tuple[pa.Schema, list[pa.DataType]]:
+        found = self._schemas.get(data)
+        if found is None:
             schema = pa.ipc.read_schema(pa.py_buffer(data))
             if len(self._schemas) > 64:
                 self._schemas.clear()
-            self._schemas[data] = schema
-        return schema
+            found = self._schemas[data] = (schema, list(schema.types))
+        return found
 
     def decode(self, slot: memoryview, address: int, guard: object) -> DAQJobMessage:
         """The message in ``slot``; its table's buffers point at ``address`` and keep ``guard`` alive."""
@@ -176,17 +192,18 @@ class SlotDecoder:
     def _table(
         self, layout: SlotLayout, slot: memoryview, address: int, area: int, guard: object
     ) -> pa.Table:
-        schema = self._schema(layout.schema or b"")
+        schema, types = self._schema(layout.schema or b"")
         if layout.ipc is not None:
             start, size = layout.ipc
             data = pa.foreign_buffer(address + start, size, base=guard)
             return pa.ipc.open_stream(data).read_all()
         arrays = []
-        for field, entry in zip(schema, layout.columns, strict=True):
-            null_count, offset, count = entry[0], entry[1], entry[2]
-            bufs = []
-            for i in range(count):
-                start, size = entry[3 + 2 * i], entry[4 + 2 * i]
-                bufs.append(None if start < 0 else pa.foreign_buffer(address + start, size, base=guard))
-            arrays.append(pa.Array.from_buffers(field.type, layout.num_rows, bufs, null_count, offset))
+        rows = layout.num_rows
+        foreign = pa.foreign_buffer
+        for dtype, entry in zip(types, layout.columns, strict=True):
+            bufs = [
+                None if entry[i] < 0 else foreign(address + entry[i], entry[i + 1], base=guard)
+                for i in range(3, 3 + 2 * entry[2], 2)
+            ]
+            arrays.append(pa.Array.from_buffers(dtype, rows, bufs, entry[0], entry[1]))
         return pa.Table.from_arrays(arrays, schema=schema)

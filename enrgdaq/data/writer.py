@@ -39,9 +39,13 @@ class RingWriter:
     def refresh(self) -> None:
         """Re-read the consumer table (entries come and go: registrations, evictions, detaches)."""
         self._active = self.ring.active_consumers()
+        self._update_floor()
+        self._refreshed = time.monotonic()
+
+    def _update_floor(self) -> None:
+        """Re-read the cursors of the known active consumers (cheap: a few words)."""
         floor = self.ring.min_cursor(self._active)
         self._floor = self.ring.write_seq if floor is None else floor
-        self._refreshed = time.monotonic()
 
     def ensure_consumers(self, names: list[str]) -> None:
         """Every consumer in ``names`` has an entry; a new one starts at the current write_seq."""
@@ -70,9 +74,11 @@ class RingWriter:
 
     def _wait_for_slot(self, seq: int) -> None:
         ring = self.ring
-        if seq < self._floor + ring.slot_count and time.monotonic() - self._refreshed < REFRESH_SECONDS:
+        if time.monotonic() - self._refreshed >= REFRESH_SECONDS:
+            self.refresh()
+        if seq < self._floor + ring.slot_count:
             return
-        self.refresh()
+        self._update_floor()
         if seq < self._floor + ring.slot_count:
             return
         started = time.monotonic_ns()
@@ -80,9 +86,11 @@ class RingWriter:
         spins = 0
         warned = False
         while True:
-            self.refresh()
+            self._update_floor()
             if seq < self._floor + ring.slot_count:
                 break
+            if time.monotonic() - self._refreshed >= REFRESH_SECONDS:
+                self.refresh()  # a consumer may have been detached or evicted meanwhile
             now = time.monotonic()
             if now > deadline:
                 if self.settings.policy == "drop":
