@@ -32,6 +32,20 @@ def _align(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
+def _plain(dtype: pa.DataType) -> bool:
+    """Types whose arrays are fully described by their own buffers (no children, dictionary, extension)."""
+    t = pa.types
+    return not isinstance(dtype, pa.ExtensionType) and (
+        t.is_primitive(dtype)
+        or t.is_string(dtype)
+        or t.is_large_string(dtype)
+        or t.is_binary(dtype)
+        or t.is_large_binary(dtype)
+        or t.is_fixed_size_binary(dtype)
+        or t.is_decimal(dtype)
+    )
+
+
 class SlotLayout(msgspec.Struct, array_like=True):
     type_name: str
     header: msgspec.Raw
@@ -62,12 +76,12 @@ class SlotEncoder:
         self._flat = True
         # The last table's layout: a producer that hands the same table object again (its
         # buffers refilled in place, as a readout loop does) skips recomputing it.
-        self._last: tuple[pa.Table, list[list[int]], list[Any], int] | None = None
+        self._last: tuple[pa.Table, list[list[int]], list[Any], int, bytes] | None = None
 
     def _remember(self, schema: pa.Schema) -> None:
         if self._schema is None or not schema.equals(self._schema):
             self._schema, self._schema_bytes = schema, schema.serialize().to_pybytes()
-            self._flat = all(t.num_fields == 0 for t in schema.types)
+            self._flat = all(_plain(t) for t in schema.types)
 
     def encode(self, message: DAQJobMessage, slot: memoryview) -> int:
         """Write ``message`` into ``slot``; returns the bytes used. Raises MessageError if it does not fit."""
@@ -111,13 +125,13 @@ class SlotEncoder:
         last = self._last
         if last is not None and last[0] is table:
             layout.num_rows = table.num_rows
-            layout.schema = self._schema_bytes
+            layout.schema = last[4]
             layout.columns = last[1]
             buffers.extend(last[2])
             return last[3]
         total = self._compute_layout(table, layout, buffers)
-        if self._flat:
-            self._last = (table, layout.columns, list(buffers), total)
+        if self._flat and layout.schema is not None:
+            self._last = (table, layout.columns, list(buffers), total, layout.schema)
         return total
 
     def _compute_layout(self, table: pa.Table, layout: SlotLayout, buffers: list[Any]) -> int:
@@ -183,7 +197,10 @@ class SlotDecoder:
             raise MessageError(f"corrupt ring slot: {exc}") from exc
         area = _align(_LEN.size + length)
         if isinstance(message, DAQJobMessageStorePyArrow) and layout.schema is not None:
-            message.table = self._table(layout, slot, address + area, area, guard)
+            try:
+                message.table = self._table(layout, slot, address + area, area, guard)
+            except (pa.ArrowException, ValueError, TypeError, IndexError) as exc:
+                raise MessageError(f"ring slot holds a table that cannot be rebuilt: {exc}") from exc
         elif isinstance(message, DAQJobMessageStoreRaw) and layout.raw is not None:
             start, size = layout.raw
             message.data = bytes(slot[area + start : area + start + size])

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 
 import pyarrow as pa
 
@@ -25,6 +26,17 @@ from enrgdaq.data.settings import RING_PREFIX
 from enrgdaq.errors import DAQError, MessageError
 
 logger = logging.getLogger(__name__)
+
+
+REJOIN_COPY_SECONDS = 2.0
+"""How long a rejoined consumer copies what it reads (the producer re-reads its table every 0.5 s)."""
+
+
+def _detach_payload(message: DAQJobMessage) -> None:
+    """Replace a zero-copy table by a copy, so that the slot can go at once."""
+    table = getattr(message, "table", None)
+    if isinstance(table, pa.Table):
+        message.table = message.copy_table()  # type: ignore[attr-defined]
 
 
 class SlotGuard:
@@ -54,9 +66,24 @@ class RingTracker:
         self._lock = threading.Lock()
         self._mapping = pa.py_buffer(ring.mm)
         self.address = self._mapping.address
+        self.outstanding = 0  # guards alive: zero-copy views into the mapping
+        self._close_when_free = False
+        # Just after rejoining, the producer may not count this consumer yet: copy what is read.
+        self.copy_until = 0.0
+
+    def restart_at(self, index: int) -> None:
+        """After an eviction: a new entry, reading from its (new) cursor; older slots are gone."""
+        with self._lock:
+            self.index = index
+            self.read_pos = self._next_release = self.ring.cursor(index)
+            self._released.clear()
 
     def release(self, seq: int) -> None:
         with self._lock:
+            self.outstanding -= 1
+            if self.outstanding <= 0 and self._close_when_free:
+                self._close_now()
+                return
             if seq < self._next_release:
                 return
             self._released.add(seq)
@@ -69,8 +96,18 @@ class RingTracker:
                 self.ring.set_cursor(self.index, self._next_release)
 
     def close(self) -> None:
-        del self._mapping
-        self.ring.close()
+        """Unmap, or, while a zero-copy table still points into the mapping, once the last one goes."""
+        with self._lock:
+            if self.outstanding > 0:
+                self._close_when_free = True
+                return
+            self._close_now()
+
+    def _close_now(self) -> None:
+        self._close_when_free = False
+        if hasattr(self, "_mapping"):
+            del self._mapping
+            self.ring.close()
 
 
 class RingReader:
@@ -128,6 +165,8 @@ class RingReader:
 
     def _drain_one(self, tracker: RingTracker, out: list[DAQJobMessage], limit: int) -> None:
         ring = tracker.ring
+        if ring.state(tracker.index) != L.ACTIVE:
+            self._rejoin(tracker)
         ring.consumers[tracker.index, L.C_WAKEUP] = 0
         fence()
         end = min(ring.write_seq, tracker.read_pos + limit)
@@ -139,6 +178,8 @@ class RingReader:
                 seq += 1
                 continue
             guard = SlotGuard(tracker, seq)
+            with tracker._lock:
+                tracker.outstanding += 1
             start = ring.slot_offset(seq)
             try:
                 message = self.decoder.decode(
@@ -149,11 +190,33 @@ class RingReader:
                 logger.exception("[%s] corrupt slot %d in ring %s; skipped", self.consumer, seq, ring.name)
                 seq += 1
                 continue
-            message._ring_guard = guard  # type: ignore[attr-defined]
+            if ring.committed(seq) != nbytes:  # overwritten while it was read (only after an eviction)
+                self.lost += 1
+                seq += 1
+                continue
+            if tracker.copy_until and time.monotonic() < tracker.copy_until:
+                _detach_payload(message)
+            else:
+                message._ring_guard = guard  # type: ignore[attr-defined]
             out.append(message)
             seq += 1
         tracker.read_pos = seq
         ring.heartbeat(tracker.index)
+
+    def _rejoin(self, tracker: RingTracker) -> None:
+        """This consumer was evicted (gone too long) while it still runs: active again, the gap counted."""
+        index = tracker.ring.rejoin(self.consumer)
+        missed = int(tracker.ring.consumers[index, L.C_MISSED])
+        before = tracker.read_pos
+        tracker.restart_at(index)
+        self.lost += max(0, tracker.read_pos - before)
+        tracker.copy_until = time.monotonic() + REJOIN_COPY_SECONDS
+        logger.error(
+            "[%s] was evicted from ring %s for being away too long; %d payload(s) missed in all",
+            self.consumer,
+            tracker.ring.name,
+            missed,
+        )
 
     def heartbeat(self) -> None:
         for tracker in self.trackers.values():

@@ -242,6 +242,28 @@ class Ring:
 
         return self._locked(do)
 
+    def rejoin(self, name: str) -> int:
+        """An evicted consumer that still runs becomes active again at the oldest payload still held.
+
+        What was overwritten while it was evicted is added to its ``missed`` count.
+        """
+
+        def do() -> int:
+            index = self.find_consumer(name)
+            if index is None:
+                raise DAQError(f"ring {self.name} has no entry for {name}")
+            entry = self.consumers[index]
+            if int(entry[L.C_STATE]) != L.ACTIVE:
+                cursor = int(entry[L.C_CURSOR])
+                oldest = max(cursor, self.write_seq - self.slot_count)
+                entry[L.C_MISSED] = int(entry[L.C_MISSED]) + oldest - cursor
+                entry[L.C_CURSOR] = oldest
+                entry[L.C_HEARTBEAT] = time.monotonic_ns()
+                entry[L.C_STATE] = L.ACTIVE
+            return index
+
+        return self._locked(do)
+
     def detach(self, name: str) -> None:
         """A consumer that a person stopped (or that was removed) stops holding the producer back."""
 

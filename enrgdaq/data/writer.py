@@ -26,7 +26,7 @@ class RingWriter:
         slot_count = check_geometry(settings.ring_bytes, settings.slot_bytes, settings.run_dir)
         self.ring = Ring.create(ring_path(settings.run_dir, producer_id), slot_count, settings.slot_bytes)
         self.encoder = SlotEncoder()
-        self._known: set[str] = set()
+        self._known: dict[str, int] = {}  # consumer name -> its entry
         self._active: list[int] = []
         self._floor = 0  # a lower bound of every active consumer's cursor
         self._refreshed = 0.0
@@ -49,11 +49,16 @@ class RingWriter:
 
     def ensure_consumers(self, names: list[str]) -> None:
         """Every consumer in ``names`` has an entry; a new one starts at the current write_seq."""
-        new = [n for n in names if n not in self._known]
-        for name in new:
-            self.ring.register(name)
-            self._known.add(name)
-        if new:
+        consumers = self.ring.consumers
+        changed = False
+        for name in names:
+            index = self._known.get(name)
+            if index is not None and int(consumers[index, L.C_STATE]) == L.ACTIVE:
+                continue
+            # New, or its entry was freed (it detached) or evicted meanwhile: (re)register it.
+            self._known[name] = self.ring.register(name)
+            changed = True
+        if changed:
             self.refresh()
 
     def write(self, message: DAQJobMessage) -> int | None:
@@ -93,6 +98,9 @@ class RingWriter:
                 self.refresh()  # a consumer may have been detached or evicted meanwhile
             now = time.monotonic()
             if now > deadline:
+                self.refresh()  # a consumer may have detached: never drop on a stale view
+                if seq < self._floor + ring.slot_count:
+                    break
                 if self.settings.policy == "drop":
                     break
                 if not warned:
