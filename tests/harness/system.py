@@ -152,7 +152,9 @@ class DAQSystem:
         for proc in self.procs:
             proc.signal(signal.SIGTERM)
         for proc in self.procs:
-            proc.stop()
+            # Beat keeps no state (in-memory schedule); a SIGTERM that lands while it publishes a
+            # tick can be swallowed, so it gets a short grace before SIGKILL.
+            proc.stop(timeout=5 if proc.name == "beat" else 20)
         self.redis.stop()
         if self._registry is not None:
             self._registry.redis.close()
