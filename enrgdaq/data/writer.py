@@ -8,7 +8,7 @@ import time
 from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.data import layout as L
 from enrgdaq.data.codec import SlotEncoder
-from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence
+from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence, name_hash
 from enrgdaq.data.settings import DataPlaneSettings, ring_path
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class RingWriter:
         self.ring = Ring.create(ring_path(settings.run_dir, producer_id), slot_count, settings.slot_bytes)
         self.encoder = SlotEncoder()
         self._known: dict[str, int] = {}  # consumer name -> its entry
+        self._hashes: dict[str, int] = {}
         self._active: list[int] = []
         self._floor = 0  # a lower bound of every active consumer's cursor
         self._refreshed = 0.0
@@ -53,13 +54,23 @@ class RingWriter:
         changed = False
         for name in names:
             index = self._known.get(name)
-            if index is not None and int(consumers[index, L.C_STATE]) == L.ACTIVE:
+            if (
+                index is not None
+                and int(consumers[index, L.C_STATE]) == L.ACTIVE
+                and int(consumers[index, L.C_NAME_HASH]) == self._hash(name)
+            ):
                 continue
             # New, or its entry was freed (it detached) or evicted meanwhile: (re)register it.
             self._known[name] = self.ring.register(name)
             changed = True
         if changed:
             self.refresh()
+
+    def _hash(self, name: str) -> int:
+        found = self._hashes.get(name)
+        if found is None:
+            found = self._hashes[name] = name_hash(name)
+        return found
 
     def write(self, message: DAQJobMessage) -> int | None:
         """Put ``message`` in the next slot; its sequence number, or None if dropped (``drop`` policy).

@@ -462,11 +462,6 @@ def test_a_detached_consumer_that_comes_back_is_registered_again(run_dir: str) -
         writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RingWriter.ensure_consumers trusts its name -> entry cache whenever that entry is ACTIVE; "
-    "after a detach the entry may belong to another consumer, so the returning one is never registered",
-)
 def test_a_consumer_whose_entry_was_taken_meanwhile_is_registered_again(run_dir: str) -> None:
     writer = drop_writer(run_dir)
     first = RingReader("a", run_dir)
