@@ -13,8 +13,10 @@ from enrgdaq.data.settings import DataPlaneSettings, ring_path
 
 logger = logging.getLogger(__name__)
 
-SPINS = 20
-SLEEP_SECONDS = 50e-6
+SLEEP_MIN_SECONDS = 20e-6
+SLEEP_MAX_SECONDS = 500e-6
+"""A waiting producer sleeps (never spins: on two cores that steals the consumer's CPU), a
+little longer each time while the wait lasts."""
 REFRESH_SECONDS = 0.5
 
 
@@ -99,7 +101,7 @@ class RingWriter:
             return
         started = time.monotonic_ns()
         deadline = time.monotonic() + self.settings.block_timeout_s
-        spins = 0
+        pause = SLEEP_MIN_SECONDS
         warned = False
         while True:
             self._update_floor()
@@ -130,9 +132,8 @@ class RingWriter:
                         self.settings.consumer_timeout_s,
                         ", ".join(evicted),
                     )
-            spins += 1
-            if spins > SPINS:
-                time.sleep(SLEEP_SECONDS)
+            time.sleep(pause)
+            pause = min(pause * 2, SLEEP_MAX_SECONDS)
         ring.add_blocked(time.monotonic_ns() - started)
 
     def slowest(self) -> str:
