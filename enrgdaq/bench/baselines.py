@@ -56,7 +56,7 @@ def _zmq_sink(url: str, count: int, out: Any, ready: Any, joined: Any) -> None:
             joined.set()  # a probe: the subscription has reached the publisher
             continue
         n = b.size
-        if float(b.sum()) != n * (n - 1) / 2 + seq * n:
+        if np.add.reduce(a) != float(seq + sent) or np.add.reduce(b) != n * (n - 1) / 2 + seq:
             corrupted += 1
         lost += seq - seen - 1
         seen = seq
@@ -87,7 +87,6 @@ def zmq_inline(values: int, count: int) -> dict[str, Any]:
     proc.start()
     try:
         ready.wait(30)
-        a = np.zeros(values, dtype=np.float64)
         base = np.arange(values, dtype=np.float64)
         probe = np.full(values, -1.0)
         deadline = time.monotonic() + 10
@@ -95,9 +94,9 @@ def zmq_inline(values: int, count: int) -> dict[str, Any]:
             pub.send_multipart([probe.data, probe.data], copy=False)
             joined.wait(0.01)
         for seq in range(count):
-            b = base + seq
-            a = a.copy()
-            a[0], a[2] = seq, time.monotonic_ns()
+            b = base.copy()  # new buffers each time: with copy=False ZMQ holds them until sent
+            a = np.zeros(values, dtype=np.float64)
+            b[0], a[0], a[2] = seq, seq, time.monotonic_ns()
             pub.send_multipart([a.data, b.data], copy=False)
         first, last, received, lost, corrupted, latencies = out.get(timeout=60)
     finally:

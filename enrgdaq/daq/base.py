@@ -94,6 +94,7 @@ class DAQJob:
             getattr(config, "topics_to_subscribe", [])
         )
         self.allowed_message_in_types = list(type(self).allowed_message_in_types)
+        self._accepts: dict[type, bool] = {}  # message type -> in allowed_message_in_types
         self.info = DAQJobInfo(
             daq_job_type=type(self).__name__,
             unique_id=self.unique_id,
@@ -111,6 +112,8 @@ class DAQJob:
         self._data_plane: DataPlaneSettings | None = None
         self._ring_writer: Any = None
         self._notify: dict[frozenset[str], DAQJobMessageRingNotify] = {}
+        self._targets: dict[frozenset[str], tuple[bool, list[str]]] = {}
+        self._targets_routes: dict[str, list[str]] | None = None
         self._use_shm = bool(getattr(config, "use_shm_when_possible", True))
         self._receive_thread: threading.Thread | None = None
         self.zmq_xpub_url = zmq_xpub_url
@@ -179,7 +182,16 @@ class DAQJob:
         if isinstance(message, DAQJobMessageHeartbeat):
             self.last_supervisor_heartbeat = datetime.now()
             return
-        if not any(isinstance(message, t) for t in self.allowed_message_in_types):
+        self._deliver(message)
+
+    def _deliver(self, message: DAQJobMessage) -> None:
+        """Hand a data message to ``handle_message`` if this job takes its type."""
+        accepted = self._accepts.get(type(message))
+        if accepted is None:
+            accepted = self._accepts[type(message)] = any(
+                isinstance(message, t) for t in self.allowed_message_in_types
+            )
+        if not accepted:
             self.counters.rejected += 1
             return
         try:
@@ -235,9 +247,10 @@ class DAQJob:
             self.message_out.append(message)
             self.counters.record_out(0)
             return
-        self._await_routes(message)
-        if self._send_through_ring(message):
-            return
+        if isinstance(message, DAQJobMessageStore):
+            self._await_routes(message)
+            if self._send_through_ring(message):
+                return
         self.counters.record_out(self._plane.publisher().send(message))
 
     # -- the data plane ------------------------------------------------------------
@@ -252,8 +265,7 @@ class DAQJob:
             return False
         if not isinstance(message, _RING_PAYLOADS):
             return False
-        routes = self.routes or {}
-        consumers = [uid for name in store_names_of_topics(message.topics) for uid in routes.get(name, [])]
+        consumers = self._store_targets(message.topics)[1]
         if not consumers:
             return False
         writer = self._ring_writer
@@ -285,13 +297,32 @@ class DAQJob:
             self._notify[key] = notify
         self._plane.publisher().send(notify)
 
+    def _store_targets(self, topics: set[str]) -> tuple[bool, list[str]]:
+        """(whether a store class that ``topics`` name has no running store, the running stores' ids).
+
+        Cached per set of topics until the routes change (at most every 0.1 s).
+        """
+        routes = self.routes
+        if routes is not self._targets_routes:
+            self._targets.clear()
+            self._targets_routes = routes
+        key = frozenset(topics)
+        found = self._targets.get(key)
+        if found is None:
+            wanted = store_names_of_topics(topics)
+            known = routes or {}
+            found = (
+                routes is None or not all(known.get(name) for name in wanted),
+                [uid for name in wanted for uid in known.get(name, [])],
+            )
+            self._targets[key] = found
+        return found
+
     def _await_routes(self, message: DAQJobMessage) -> None:
         """Hold a new producer's first store messages until their stores subscribe."""
-        if not isinstance(message, DAQJobMessageStore):
+        if not self._store_targets(message.topics)[0]:
             return
         wanted = store_names_of_topics(message.topics)
-        if self.routes is not None and all(self.routes.get(name) for name in wanted):
-            return
         self._ask_for_stores()
         deadline = self._started_monotonic + ROUTES_GRACE_SECONDS
         while True:

@@ -2,13 +2,20 @@
 
 ::
 
-    [u32 layout length][SlotLayout, msgpack][pad to 64][buffer][pad to 64][buffer]...
+    [u32 layout length][u32 header length][SlotLayout][message header][pad to 64]
+    [buffer][pad to 64][buffer]...
+
+The layout (msgpack) says how the payload is laid out: the message type, the
+schema, the row count and where each column's buffers sit; it repeats for
+every message of the same shape, so both sides cache it by its bytes (the
+producer per table object, the consumer per distinct layout). The message
+header (msgpack, the message without its payload) is encoded per message.
 
 An Arrow table travels as its columns' raw buffers (validity, offsets, data)
 and is rebuilt on the consumer side with ``Array.from_buffers`` over buffers
 that point into the mapping: no copy, no IPC parsing. Columns of nested types
 (lists, structs) travel as one Arrow IPC stream instead. Raw bytes are one
-buffer. The schema is sent as IPC bytes, cached on both sides.
+buffer.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from enrgdaq.errors import MessageError
 from enrgdaq.message.wire import MessageTypes
 
 ALIGN = 64
-_LEN = struct.Struct("<I")
+_LENS = struct.Struct("<II")
+PLAN_CACHE_SIZE = 64
 
 
 def _align(n: int) -> int:
@@ -48,7 +56,6 @@ def _plain(dtype: pa.DataType) -> bool:
 
 class SlotLayout(msgspec.Struct, array_like=True):
     type_name: str
-    header: msgspec.Raw
     schema: bytes | None = None
     num_rows: int = 0
     # per column: [null_count, offset, n_buffers, start0, length0, start1, length1, ...]; start -1: no buffer
@@ -74,9 +81,9 @@ class SlotEncoder:
         self._schema: pa.Schema | None = None
         self._schema_bytes = b""
         self._flat = True
-        # The last table's layout: a producer that hands the same table object again (its
-        # buffers refilled in place, as a readout loop does) skips recomputing it.
-        self._last: tuple[pa.Table, list[list[int]], list[Any], int, bytes] | None = None
+        # The last table's encoded layout, buffers and size: a producer that hands the same
+        # table object again (its buffers refilled in place, as a readout loop does) reuses them.
+        self._last: tuple[pa.Table, bytes, list[Any], int] | None = None
 
     def _remember(self, schema: pa.Schema) -> None:
         if self._schema is None or not schema.equals(self._schema):
@@ -85,32 +92,31 @@ class SlotEncoder:
 
     def encode(self, message: DAQJobMessage, slot: memoryview) -> int:
         """Write ``message`` into ``slot``; returns the bytes used. Raises MessageError if it does not fit."""
-        buffers: list[Any] = []
-        layout = SlotLayout(type_name=type(message).__name__, header=msgspec.Raw(b""))
-        total = 0
         if isinstance(message, DAQJobMessageStorePyArrow) and message.table is not None:
-            total = self._table_layout(message.table, layout, buffers)
+            layout, buffers, total = self._table_layout(message.table, type(message).__name__)
             header = self._header.encode(message)
         elif isinstance(message, DAQJobMessageStoreRaw):
             data = message.data
-            buffers.append(data)
-            layout.raw = [0, len(data)]
+            buffers = [data]
             total = _align(len(data))
+            layout = self._layout.encode(SlotLayout(type_name=type(message).__name__, raw=[0, len(data)]))
             message.data = b""
             try:
                 header = self._header.encode(message)
             finally:
                 message.data = data
         else:
+            buffers, total = [], 0
+            layout = self._layout.encode(SlotLayout(type_name=type(message).__name__))
             header = self._header.encode(message)
-        layout.header = msgspec.Raw(header)
-        head = self._layout.encode(layout)
-        # Buffer starts are relative to the buffer area, which begins after the layout.
-        area = _align(_LEN.size + len(head))
+        # Buffer starts are relative to the buffer area, which begins after layout and header.
+        head = _LENS.size + len(layout)
+        area = _align(head + len(header))
         if area + total > len(slot):
             raise MessageError(f"payload of {area + total} bytes does not fit a slot of {len(slot)} bytes")
-        _LEN.pack_into(slot, 0, len(head))
-        slot[_LEN.size : _LEN.size + len(head)] = head
+        _LENS.pack_into(slot, 0, len(layout), len(header))
+        slot[_LENS.size : head] = layout
+        slot[head : head + len(header)] = header
         pos = area
         for buffer in buffers:
             view = memoryview(buffer)
@@ -121,18 +127,17 @@ class SlotEncoder:
             pos += _align(size)
         return pos
 
-    def _table_layout(self, table: pa.Table, layout: SlotLayout, buffers: list[Any]) -> int:
+    def _table_layout(self, table: pa.Table, type_name: str) -> tuple[bytes, list[Any], int]:
         last = self._last
         if last is not None and last[0] is table:
-            layout.num_rows = table.num_rows
-            layout.schema = last[4]
-            layout.columns = last[1]
-            buffers.extend(last[2])
-            return last[3]
+            return last[1], last[2], last[3]
+        layout = SlotLayout(type_name=type_name)
+        buffers: list[Any] = []
         total = self._compute_layout(table, layout, buffers)
-        if self._flat and layout.schema is not None:
-            self._last = (table, layout.columns, list(buffers), total, layout.schema)
-        return total
+        encoded = self._layout.encode(layout)
+        if self._flat:
+            self._last = (table, encoded, buffers, total)
+        return encoded, buffers, total
 
     def _compute_layout(self, table: pa.Table, layout: SlotLayout, buffers: list[Any]) -> int:
         layout.num_rows = table.num_rows
@@ -165,6 +170,32 @@ class SlotEncoder:
         return start
 
 
+class _Plan:
+    """What the consumer needs to rebuild messages of one layout, worked out once."""
+
+    __slots__ = ("cls", "columns", "decoder", "ipc", "raw", "rows", "schema")
+
+    def __init__(self, layout: SlotLayout, types: MessageTypes, decoders: dict[type, Any]) -> None:
+        self.cls = types.get(layout.type_name)
+        decoder = decoders.get(self.cls)
+        if decoder is None:
+            decoder = decoders[self.cls] = msgspec.msgpack.Decoder(self.cls)
+        self.decoder = decoder
+        self.rows = layout.num_rows
+        self.ipc = layout.ipc
+        self.raw = layout.raw
+        self.schema: pa.Schema | None = None
+        self.columns: list[tuple[pa.DataType, int, int, list[tuple[int, int] | None]]] = []
+        if layout.schema is None or not issubclass(self.cls, DAQJobMessageStorePyArrow):
+            return
+        self.schema = pa.ipc.read_schema(pa.py_buffer(layout.schema))
+        for dtype, entry in zip(self.schema.types, layout.columns or [], strict=not layout.ipc):
+            spans: list[tuple[int, int] | None] = [
+                None if entry[i] < 0 else (entry[i], entry[i + 1]) for i in range(3, 3 + 2 * entry[2], 2)
+            ]
+            self.columns.append((dtype, entry[0], entry[1], spans))
+
+
 class SlotDecoder:
     """Reads messages from slots, zero-copy for Arrow tables. One per consuming thread."""
 
@@ -172,55 +203,53 @@ class SlotDecoder:
         self._types = types or MessageTypes()
         self._layout = msgspec.msgpack.Decoder(SlotLayout)
         self._headers: dict[type, msgspec.msgpack.Decoder[Any]] = {}
-        self._schemas: dict[bytes, tuple[pa.Schema, list[pa.DataType]]] = {}
+        self._plans: dict[bytes, _Plan] = {}
 
-    def _schema(self, data: bytes) -> tuple[pa.Schema, list[pa.DataType]]:
-        found = self._schemas.get(data)
-        if found is None:
-            schema = pa.ipc.read_schema(pa.py_buffer(data))
-            if len(self._schemas) > 64:
-                self._schemas.clear()
-            found = self._schemas[data] = (schema, list(schema.types))
-        return found
+    def _plan(self, raw: bytes) -> _Plan:
+        plan = self._plans.get(raw)
+        if plan is None:
+            plan = _Plan(self._layout.decode(raw), self._types, self._headers)
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[raw] = plan
+        return plan
 
     def decode(self, slot: memoryview, address: int, guard: object) -> DAQJobMessage:
         """The message in ``slot``; its table's buffers point at ``address`` and keep ``guard`` alive."""
         try:
-            (length,) = _LEN.unpack_from(slot, 0)
-            layout = self._layout.decode(slot[_LEN.size : _LEN.size + length])
-            cls = self._types.get(layout.type_name)
-            decoder = self._headers.get(cls)
-            if decoder is None:
-                decoder = self._headers[cls] = msgspec.msgpack.Decoder(cls)
-            message = decoder.decode(layout.header)
-        except (msgspec.DecodeError, struct.error, UnicodeDecodeError) as exc:
+            layout_len, header_len = _LENS.unpack_from(slot, 0)
+            head = _LENS.size + layout_len
+            plan = self._plan(bytes(slot[_LENS.size : head]))
+            message = plan.decoder.decode(slot[head : head + header_len])
+        except (msgspec.DecodeError, struct.error, UnicodeDecodeError, ValueError, pa.ArrowException) as exc:
             raise MessageError(f"corrupt ring slot: {exc}") from exc
-        area = _align(_LEN.size + length)
-        if isinstance(message, DAQJobMessageStorePyArrow) and layout.schema is not None:
+        area = _align(head + header_len)
+        if plan.schema is not None:
             try:
-                message.table = self._table(layout, slot, address + area, area, guard)
+                message.table = self._table(plan, address + area, guard)
             except (pa.ArrowException, ValueError, TypeError, IndexError) as exc:
                 raise MessageError(f"ring slot holds a table that cannot be rebuilt: {exc}") from exc
-        elif isinstance(message, DAQJobMessageStoreRaw) and layout.raw is not None:
-            start, size = layout.raw
+        elif plan.raw is not None and isinstance(message, DAQJobMessageStoreRaw):
+            start, size = plan.raw
             message.data = bytes(slot[area + start : area + start + size])
         return message
 
-    def _table(
-        self, layout: SlotLayout, slot: memoryview, address: int, area: int, guard: object
-    ) -> pa.Table:
-        schema, types = self._schema(layout.schema or b"")
-        if layout.ipc is not None:
-            start, size = layout.ipc
-            data = pa.foreign_buffer(address + start, size, base=guard)
-            return pa.ipc.open_stream(data).read_all()
-        arrays = []
-        rows = layout.num_rows
+    @staticmethod
+    def _table(plan: _Plan, address: int, guard: object) -> pa.Table:
         foreign = pa.foreign_buffer
-        for dtype, entry in zip(types, layout.columns, strict=True):
-            bufs = [
-                None if entry[i] < 0 else foreign(address + entry[i], entry[i + 1], base=guard)
-                for i in range(3, 3 + 2 * entry[2], 2)
-            ]
-            arrays.append(pa.Array.from_buffers(dtype, rows, bufs, entry[0], entry[1]))
-        return pa.Table.from_arrays(arrays, schema=schema)
+        if plan.ipc is not None:
+            start, size = plan.ipc
+            return pa.ipc.open_stream(foreign(address + start, size, base=guard)).read_all()
+        rows = plan.rows
+        from_buffers = pa.Array.from_buffers
+        arrays = [
+            from_buffers(
+                dtype,
+                rows,
+                [None if span is None else foreign(address + span[0], span[1], base=guard) for span in spans],
+                nulls,
+                offset,
+            )
+            for dtype, nulls, offset, spans in plan.columns
+        ]
+        return pa.Table.from_arrays(arrays, schema=plan.schema)

@@ -3,7 +3,8 @@
 ::
 
     0      header          magic, version, slot_count, slot_size, write_seq,
-                            producer_pid, producer_epoch, blocked_ns, dropped, ...
+                            producer_pid, producer_epoch, blocked_ns, dropped, ...,
+                            consumers_gen (bumped on every change of the consumer table)
     512    consumers       MAX_CONSUMERS x 64 bytes: state, cursor, heartbeat_ns,
                             wakeup_pending, missed, name_hash
     2560   consumer names  MAX_CONSUMERS x 48 bytes (utf-8)
@@ -19,13 +20,13 @@ and not reordered with each other, which is what this protocol relies on.
 from __future__ import annotations
 
 MAGIC = int.from_bytes(b"EDQRING1", "little")
-VERSION = 1
+VERSION = 2
 PAGE = 4096
 
 HEADER_WORDS = 64
 MAGIC_W, VERSION_W, SLOT_COUNT_W, SLOT_SIZE_W, WRITE_SEQ_W = 0, 1, 2, 3, 4
 PRODUCER_PID_W, PRODUCER_EPOCH_W, BLOCKED_NS_W, DROPPED_W, CREATED_NS_W = 5, 6, 7, 8, 9
-WRITTEN_BYTES_W, PRODUCER_HEARTBEAT_W = 10, 11
+WRITTEN_BYTES_W, PRODUCER_HEARTBEAT_W, CONSUMERS_GEN_W = 10, 11, 12
 
 MAX_CONSUMERS = 32
 CONSUMER_OFFSET = 512
@@ -37,6 +38,8 @@ NAME_BYTES = 48
 FREE, ACTIVE, EVICTED = 0, 1, 2
 
 SLOT_TABLE_OFFSET = PAGE
+SLOT_TABLE_WORD = SLOT_TABLE_OFFSET // 8
+CONSUMER_WORD = CONSUMER_OFFSET // 8
 SLOT_WORDS = 4
 S_SEQ, S_NBYTES = 0, 1
 EMPTY_SEQ = (1 << 63) - 1

@@ -84,6 +84,10 @@ class RingTracker:
             if self.outstanding <= 0 and self._close_when_free:
                 self._close_now()
                 return
+            if seq == self._next_release and not self._released:  # in order: the usual case
+                self._next_release = seq + 1
+                self.ring.set_cursor(self.index, seq + 1)
+                return
             if seq < self._next_release:
                 return
             self._released.add(seq)
@@ -149,7 +153,7 @@ class RingReader:
                 "[%s] was evicted from ring %s for being away too long; %d payload(s) missed",
                 self.consumer,
                 name,
-                int(ring.consumers[index, L.C_MISSED]),
+                ring.entry(index, L.C_MISSED),
             )
         tracker = self.trackers[name] = RingTracker(ring, index)
         return tracker
@@ -165,12 +169,14 @@ class RingReader:
 
     def _drain_one(self, tracker: RingTracker, out: list[DAQJobMessage], limit: int) -> None:
         ring = tracker.ring
-        if ring.state(tracker.index) != L.ACTIVE:
+        index = tracker.index
+        if ring.state(index) != L.ACTIVE:
             self._rejoin(tracker)
-        ring.consumers[tracker.index, L.C_WAKEUP] = 0
-        fence()
+            index = tracker.index
         end = min(ring.write_seq, tracker.read_pos + limit)
         seq = tracker.read_pos
+        copying = bool(tracker.copy_until) and time.monotonic() < tracker.copy_until
+        decode, view, address, lock = self.decoder.decode, ring.mm_view, tracker.address, tracker._lock
         while seq < end:
             nbytes = ring.committed(seq)
             if nbytes is None:
@@ -178,13 +184,11 @@ class RingReader:
                 seq += 1
                 continue
             guard = SlotGuard(tracker, seq)
-            with tracker._lock:
+            with lock:
                 tracker.outstanding += 1
             start = ring.slot_offset(seq)
             try:
-                message = self.decoder.decode(
-                    ring.mm_view[start : start + nbytes], tracker.address + start, guard
-                )
+                message = decode(view[start : start + nbytes], address + start, guard)
             except MessageError:
                 self.corrupted += 1
                 logger.exception("[%s] corrupt slot %d in ring %s; skipped", self.consumer, seq, ring.name)
@@ -194,19 +198,39 @@ class RingReader:
                 self.lost += 1
                 seq += 1
                 continue
-            if tracker.copy_until and time.monotonic() < tracker.copy_until:
+            if copying:
                 _detach_payload(message)
             else:
                 message._ring_guard = guard  # type: ignore[attr-defined]
             out.append(message)
             seq += 1
         tracker.read_pos = seq
-        ring.heartbeat(tracker.index)
+        ring.heartbeat(index)
+
+    def arm(self) -> bool:
+        """Before waiting for a wake-up: ask every producer for one; True if data came meanwhile.
+
+        While a consumer is busy its wake-up flags stay set and producers send no
+        wake-ups at all; only a consumer about to wait clears them (then looks once
+        more, so that a payload committed just before cannot be missed).
+        """
+        pending = False
+        for tracker in self.trackers.values():
+            tracker.ring.set_entry(tracker.index, L.C_WAKEUP, 0)
+        fence()
+        for tracker in self.trackers.values():
+            if tracker.ring.write_seq > tracker.read_pos:
+                pending = True
+        return pending
+
+    def pending(self) -> bool:
+        """Whether any ring holds a payload this consumer has not taken yet."""
+        return any(t.ring.write_seq > t.read_pos for t in self.trackers.values())
 
     def _rejoin(self, tracker: RingTracker) -> None:
         """This consumer was evicted (gone too long) while it still runs: active again, the gap counted."""
         index = tracker.ring.rejoin(self.consumer)
-        missed = int(tracker.ring.consumers[index, L.C_MISSED])
+        missed = tracker.ring.entry(index, L.C_MISSED)
         before = tracker.read_pos
         tracker.restart_at(index)
         self.lost += max(0, tracker.read_pos - before)

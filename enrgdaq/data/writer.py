@@ -8,7 +8,8 @@ import time
 from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.data import layout as L
 from enrgdaq.data.codec import SlotEncoder
-from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence, name_hash
+from enrgdaq.data.membership import name_hash
+from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence
 from enrgdaq.data.settings import DataPlaneSettings, ring_path
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,6 @@ SLEEP_MIN_SECONDS = 20e-6
 SLEEP_MAX_SECONDS = 500e-6
 """A waiting producer sleeps (never spins: on two cores that steals the consumer's CPU), a
 little longer each time while the wait lasts."""
-REFRESH_SECONDS = 0.5
 
 
 class RingWriter:
@@ -32,7 +32,8 @@ class RingWriter:
         self._hashes: dict[str, int] = {}
         self._active: list[int] = []
         self._floor = 0  # a lower bound of every active consumer's cursor
-        self._refreshed = 0.0
+        self._gen = -1  # the consumer table's generation that _active was read at
+        self._ensured: tuple[list[str] | None, int] = (None, -1)  # names checked, at generation
         self.refresh()
 
     @property
@@ -41,9 +42,9 @@ class RingWriter:
 
     def refresh(self) -> None:
         """Re-read the consumer table (entries come and go: registrations, evictions, detaches)."""
+        self._gen = self.ring.consumers_gen
         self._active = self.ring.active_consumers()
         self._update_floor()
-        self._refreshed = time.monotonic()
 
     def _update_floor(self) -> None:
         """Re-read the cursors of the known active consumers (cheap: a few words)."""
@@ -51,22 +52,30 @@ class RingWriter:
         self._floor = self.ring.write_seq if floor is None else floor
 
     def ensure_consumers(self, names: list[str]) -> None:
-        """Every consumer in ``names`` has an entry; a new one starts at the current write_seq."""
-        consumers = self.ring.consumers
+        """Every consumer in ``names`` has an entry; a new one starts at the current write_seq.
+
+        Cheap when neither ``names`` nor the consumer table changed since the last call.
+        """
+        ring = self.ring
+        gen = ring.consumers_gen
+        if self._ensured[1] == gen and self._ensured[0] == names:
+            return
         changed = False
         for name in names:
             index = self._known.get(name)
             if (
                 index is not None
-                and int(consumers[index, L.C_STATE]) == L.ACTIVE
-                and int(consumers[index, L.C_NAME_HASH]) == self._hash(name)
+                and ring.entry(index, L.C_STATE) == L.ACTIVE
+                and ring.entry(index, L.C_NAME_HASH) == self._hash(name)
             ):
                 continue
             # New, or its entry was freed (it detached) or evicted meanwhile: (re)register it.
-            self._known[name] = self.ring.register(name)
+            self._known[name] = ring.register(name)
             changed = True
         if changed:
             self.refresh()
+            gen = -1  # check again next time: the table may have changed again meanwhile
+        self._ensured = (list(names), gen)
 
     def _hash(self, name: str) -> int:
         found = self._hashes.get(name)
@@ -81,7 +90,10 @@ class RingWriter:
         """
         ring = self.ring
         seq = ring.write_seq
-        self._wait_for_slot(seq)
+        if ring.consumers_gen != self._gen:
+            self.refresh()
+        if seq >= self._floor + ring.slot_count:
+            self._wait_for_slot(seq)
         start = (seq % ring.slot_count) * ring.slot_size
         if seq < self._floor + ring.slot_count:
             nbytes = self.encoder.encode(message, ring.data[start : start + ring.slot_size])
@@ -92,10 +104,6 @@ class RingWriter:
 
     def _wait_for_slot(self, seq: int) -> None:
         ring = self.ring
-        if time.monotonic() - self._refreshed >= REFRESH_SECONDS:
-            self.refresh()
-        if seq < self._floor + ring.slot_count:
-            return
         self._update_floor()
         if seq < self._floor + ring.slot_count:
             return
@@ -107,8 +115,8 @@ class RingWriter:
             self._update_floor()
             if seq < self._floor + ring.slot_count:
                 break
-            if time.monotonic() - self._refreshed >= REFRESH_SECONDS:
-                self.refresh()  # a consumer may have been detached or evicted meanwhile
+            if ring.consumers_gen != self._gen:
+                self.refresh()  # a consumer was detached, evicted or added meanwhile
             now = time.monotonic()
             if now > deadline:
                 self.refresh()  # a consumer may have detached: never drop on a stale view
@@ -144,12 +152,12 @@ class RingWriter:
 
     def needs_wakeup(self) -> bool:
         """Whether a consumer may be idle: set their wake-up flags and say so (then send one notify)."""
-        consumers = self.ring.consumers
+        ring = self.ring
         fence()
         wake = False
         for index in self._active:
-            if int(consumers[index, L.C_WAKEUP]) == 0:
-                consumers[index, L.C_WAKEUP] = 1
+            if ring.entry(index, L.C_WAKEUP) == 0:
+                ring.set_entry(index, L.C_WAKEUP, 1)
                 wake = True
         return wake
 

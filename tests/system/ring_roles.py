@@ -106,7 +106,7 @@ def producer(cfg: dict[str, Any]) -> int:
     writer = RingWriter(cfg["producer_id"], settings)
     writer.ensure_consumers(cfg["consumers"])
     start = writer.ring.write_seq
-    epoch = int(writer.ring.header[L.PRODUCER_EPOCH_W])
+    epoch = writer.ring.word(L.PRODUCER_EPOCH_W)
     write_json(cfg["ready"], {"pid": os.getpid(), "start": start, "epoch": epoch})
     count = cfg.get("count")
     stop_file = cfg.get("stop_file")

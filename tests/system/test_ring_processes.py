@@ -267,7 +267,7 @@ def test_a_producer_killed_mid_stream_leaves_a_consistent_ring_that_its_successo
 
         # The slot table only names committed messages (a slot being rewritten still names its old one).
         for slot in range(SLOTS):
-            seq = int(ring.slots[slot, L.S_SEQ])
+            seq = ring.slot_seq(slot)
             assert seq % SLOTS == slot and written - SLOTS <= seq <= written, (slot, seq, written)
         # The consumer takes every committed message intact, and nothing half-written after them.
         wait_for(lambda: len(consumer.entries()) >= written, 30, "the consumer to take what was committed")
@@ -280,7 +280,7 @@ def test_a_producer_killed_mid_stream_leaves_a_consistent_ring_that_its_successo
         stats = second.finish(60)
         consumer.finish(60)
         assert (os.stat(path).st_ino, os.stat(path).st_size) == identity, "the ring file was made anew"
-        assert int(ring.header[L.PRODUCER_EPOCH_W]) == started["epoch"] + 1
+        assert ring.word(L.PRODUCER_EPOCH_W) == started["epoch"] + 1
 
     assert (started["start"], started["epoch"]) == (0, 1)
     assert (resumed["start"], resumed["epoch"]) == (written, 2)

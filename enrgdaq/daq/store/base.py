@@ -49,11 +49,21 @@ class DAQJobStore(DAQJob):
         return any(message.store_config.has_store_config(t) for t in self.allowed_store_config_types)
 
     def start(self) -> None:
+        """Take from the rings while they hold data; wait on the message plane only when idle.
+
+        A busy store never clears its wake-up flags, so producers send it no
+        wake-ups at all (nothing crosses the proxy per payload); see
+        :meth:`RingReader.arm`.
+        """
         self._announce()
         self._poll_rings()  # resume: what producers left in the rings since this store last ran
         next_poll = time.monotonic() + RING_POLL_SECONDS
+        rings = self._rings
         while not self._has_been_freed:
-            self._process_inbound(timeout_ms=STORE_POLL_MILLISECONDS)
+            busy = self._drain_ring(None) > 0
+            if rings is not None and not busy:
+                busy = rings.arm()
+            self._process_inbound(timeout_ms=0 if busy else STORE_POLL_MILLISECONDS)
             if time.monotonic() >= next_poll:
                 self._poll_rings()
                 next_poll = time.monotonic() + RING_POLL_SECONDS
@@ -77,9 +87,10 @@ class DAQJobStore(DAQJob):
         if self._rings is None:
             return 0
         messages = self._rings.drain(name)
+        deliver = self._deliver
         for message in messages:
-            super()._dispatch(message)
-            self._unreleased.append(message)
+            deliver(message)
+        self._unreleased += messages
         return len(messages)
 
     def _poll_rings(self) -> None:
