@@ -28,6 +28,8 @@ class Row(msgspec.Struct):
     corrupted: int = 0
     rate: str = "max"
     cpu_s_per_msg: float = 0.0
+    handle_p50_ms: float = 0.0  # from the commit into the ring to the consumer (ring scenarios)
+    handle_p99_ms: float = 0.0
 
 
 def _pct(samples: list[int], q: float) -> float:
@@ -45,6 +47,7 @@ def _row(scenario: str, values: int, outcome: Outcome, rate: str = "max") -> Row
     r = outcome.result
     elapsed = max(outcome.elapsed_s, 1e-9)
     lat = r.latencies_ns[len(r.latencies_ns) // 10 :]  # without the first 10 % (start-up)
+    handle = r.handle_latencies_ns[len(r.handle_latencies_ns) // 10 :]
     return Row(
         scenario=scenario,
         values=values,
@@ -59,6 +62,8 @@ def _row(scenario: str, values: int, outcome: Outcome, rate: str = "max") -> Row
         corrupted=r.corrupted,
         rate=rate,
         cpu_s_per_msg=(outcome.cpu_sink_s + outcome.cpu_sources_s) / max(r.received, 1),
+        handle_p50_ms=_pct(handle, 0.5),
+        handle_p99_ms=_pct(handle, 0.99),
     )
 
 
@@ -113,6 +118,7 @@ def render(rows: list[Row]) -> str:
         "lost",
         "dup",
         "corrupt",
+        "handle p50/p99 ms",
     )
     lines = [head]
     for r in rows:
@@ -130,6 +136,7 @@ def render(rows: list[Row]) -> str:
                 str(r.lost),
                 str(r.duplicated),
                 str(r.corrupted),
+                f"{r.handle_p50_ms:.2f}/{r.handle_p99_ms:.2f}" if r.handle_p99_ms else "-",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]

@@ -8,7 +8,7 @@
     512    consumers       MAX_CONSUMERS x 64 bytes: state, cursor, heartbeat_ns,
                             wakeup_pending, missed, name_hash
     2560   consumer names  MAX_CONSUMERS x 48 bytes (utf-8)
-    4096   slot table      slot_count x 32 bytes: committed seq, nbytes
+    4096   slot table      slot_count x 32 bytes: committed seq, nbytes, commit time (ns)
     ...    data            slot_count x slot_size, 4096-aligned
 
 A slot holds the payload whose sequence number its table entry names; the
@@ -41,7 +41,7 @@ SLOT_TABLE_OFFSET = PAGE
 SLOT_TABLE_WORD = SLOT_TABLE_OFFSET // 8
 CONSUMER_WORD = CONSUMER_OFFSET // 8
 SLOT_WORDS = 4
-S_SEQ, S_NBYTES = 0, 1
+S_SEQ, S_NBYTES, S_COMMIT_NS = 0, 1, 2
 EMPTY_SEQ = (1 << 63) - 1
 
 

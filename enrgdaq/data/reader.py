@@ -194,10 +194,12 @@ class RingReader:
                 logger.exception("[%s] corrupt slot %d in ring %s; skipped", self.consumer, seq, ring.name)
                 seq += 1
                 continue
+            committed_ns = ring.commit_ns(seq)
             if ring.committed(seq) != nbytes:  # overwritten while it was read (only after an eviction)
                 self.lost += 1
                 seq += 1
                 continue
+            message._ring_committed_ns = committed_ns  # type: ignore[attr-defined]
             if copying:
                 _detach_payload(message)
             else:

@@ -173,6 +173,7 @@ class Ring:
         words = self.words
         row = L.SLOT_TABLE_WORD + (seq % self.slot_count) * L.SLOT_WORDS
         words[row + L.S_NBYTES] = nbytes
+        words[row + L.S_COMMIT_NS] = time.monotonic_ns()
         words[row + L.S_SEQ] = seq
         words[L.WRITE_SEQ_W] = seq + 1
         words[L.WRITTEN_BYTES_W] += nbytes
@@ -183,6 +184,10 @@ class Ring:
         if self.words[row + L.S_SEQ] != seq:
             return None
         return self.words[row + L.S_NBYTES]
+
+    def commit_ns(self, seq: int) -> int:
+        """When slot ``seq`` was committed (``time.monotonic_ns``); valid while ``committed(seq)`` is."""
+        return self.words[L.SLOT_TABLE_WORD + (seq % self.slot_count) * L.SLOT_WORDS + L.S_COMMIT_NS]
 
     # -- consumer entries -----------------------------------------------------------
     def entry(self, index: int, field: int) -> int:

@@ -23,6 +23,10 @@ DRAIN_SECONDS = 1.0
 """On stop, how long a store keeps taking what is already queued for it."""
 RING_POLL_SECONDS = 0.1
 """How often a store looks at its rings without a wake-up (and says it is alive)."""
+RING_NAPS_SECONDS = (50e-6, 100e-6, 200e-6, 400e-6, 800e-6)
+"""After its last payload a store looks at its rings again after these naps (1.55 ms in all)
+before it asks the producers for a wake-up: payloads that keep coming then need no wake-up
+through the proxy at all, and wait at most a nap."""
 
 
 class DAQJobStore(DAQJob):
@@ -51,19 +55,25 @@ class DAQJobStore(DAQJob):
     def start(self) -> None:
         """Take from the rings while they hold data; wait on the message plane only when idle.
 
-        A busy store never clears its wake-up flags, so producers send it no
-        wake-ups at all (nothing crosses the proxy per payload); see
-        :meth:`RingReader.arm`.
+        A busy store (or one that took a payload less than ``RING_NAPS_SECONDS``
+        ago) never clears its wake-up flags, so producers send it no wake-ups
+        (nothing crosses the proxy per payload); see :meth:`RingReader.arm`.
         """
         self._announce()
         self._poll_rings()  # resume: what producers left in the rings since this store last ran
         next_poll = time.monotonic() + RING_POLL_SECONDS
         rings = self._rings
+        naps = len(RING_NAPS_SECONDS)
         while not self._has_been_freed:
-            busy = self._drain_ring(None) > 0
-            if rings is not None and not busy:
-                busy = rings.arm()
-            self._process_inbound(timeout_ms=0 if busy else STORE_POLL_MILLISECONDS)
+            timeout = 0
+            if self._drain_ring(None):
+                naps = 0
+            elif rings is not None and rings.trackers and naps < len(RING_NAPS_SECONDS):
+                time.sleep(RING_NAPS_SECONDS[naps])
+                naps += 1
+            elif rings is None or not rings.arm():
+                timeout = STORE_POLL_MILLISECONDS
+            self._process_inbound(timeout_ms=timeout)
             if time.monotonic() >= next_poll:
                 self._poll_rings()
                 next_poll = time.monotonic() + RING_POLL_SECONDS
