@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -26,24 +25,17 @@ from enrgdaq.daq.models import (
     DAQJobMessage,
     DAQJobMessageHeartbeat,
     DAQJobMessageJobStarted,
-    DAQJobMessageRingNotify,
     DAQJobMessageRoutes,
     DAQJobMessageStop,
     DAQJobMessageStoreQuery,
     DAQJobMessageStoreReady,
 )
+from enrgdaq.daq.outbox import StoreOutbox
 from enrgdaq.daq.stats import JobCounters
-from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
-from enrgdaq.daq.store.routing import store_names_of_topics
+from enrgdaq.daq.store.models import DAQJobMessageStore
 from enrgdaq.daq.topics import Topic, exact, prefix
-from enrgdaq.data.settings import DataPlaneSettings
-from enrgdaq.errors import DAQJobStopError, MessageError
+from enrgdaq.errors import DAQJobStopError
 from enrgdaq.models import SupervisorInfo
-
-_RING_PAYLOADS = (DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw)
-
-ROUTES_GRACE_SECONDS = 5.0
-"""How long a new producer holds a store message whose store has not subscribed yet."""
 
 
 class JobLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
@@ -54,7 +46,7 @@ class JobLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg,unused-igno
         return f"[{extra.get('job', '?')}] {msg}", kwargs
 
 
-class DAQJob:
+class DAQJob(StoreOutbox):
     allowed_message_in_types: list[type[DAQJobMessage]] = []
     topics_to_subscribe: list[str] = []
     config_type: Any = DAQJobConfig
@@ -103,18 +95,11 @@ class DAQJob:
         )
         self.counters = JobCounters()
         self.routes: dict[str, list[str]] | None = None
-        self._started_monotonic = time.monotonic()
-        self._asked_for_stores = False
         self.last_supervisor_heartbeat: datetime | None = None
         self.message_in = message_in
         self.message_out = message_out if message_out is not None else []
         self._plane: Any = None
-        self._data_plane: DataPlaneSettings | None = None
-        self._ring_writer: Any = None
-        self._notify: dict[frozenset[str], DAQJobMessageRingNotify] = {}
-        self._targets: dict[frozenset[str], tuple[bool, list[str]]] = {}
-        self._targets_routes: dict[str, list[str]] | None = None
-        self._use_shm = bool(getattr(config, "use_shm_when_possible", True))
+        self._init_outbox(bool(getattr(config, "use_shm_when_possible", True)))
         self._receive_thread: threading.Thread | None = None
         self.zmq_xpub_url = zmq_xpub_url
         self.zmq_xsub_url = zmq_xsub_url
@@ -210,15 +195,6 @@ class DAQJob:
     def _on_store_query(self) -> None:
         """Only stores answer (see ``DAQJobStore``)."""
 
-    def _ask_for_stores(self) -> None:
-        if self._plane is None or self._asked_for_stores:
-            return
-        self._asked_for_stores = True
-        sid = self.supervisor_info.supervisor_id
-        query = DAQJobMessageStoreQuery(topics={Topic.supervisor_broadcast(sid)})
-        query.daq_job_info = self.info
-        self._plane.publisher().send(query)
-
     def handle_message(self, message: DAQJobMessage) -> bool:
         """Called for each received message of an allowed type."""
         if isinstance(message, DAQJobMessageStop):
@@ -253,97 +229,6 @@ class DAQJob:
                 return
         self.counters.record_out(self._plane.publisher().send(message))
 
-    # -- the data plane ------------------------------------------------------------
-    def configure_data_plane(self, settings: DataPlaneSettings) -> None:
-        """Called by the runner before ``start()``: where rings live, how big, which policy."""
-        self._data_plane = settings
-
-    def _send_through_ring(self, message: DAQJobMessage) -> bool:
-        """Put a store payload for stores of this node in the ring; False: send it inline."""
-        settings = self._data_plane
-        if settings is None or not settings.enabled or not self._use_shm:
-            return False
-        if not isinstance(message, _RING_PAYLOADS):
-            return False
-        consumers = self._store_targets(message.topics)[1]
-        if not consumers:
-            return False
-        writer = self._ring_writer
-        if writer is None:
-            from enrgdaq.data.writer import RingWriter
-
-            writer = self._ring_writer = RingWriter(self.unique_id, settings)
-        writer.ensure_consumers(consumers)
-        try:
-            seq = writer.write(message)
-        except MessageError:
-            self.counters.inline_large += 1
-            return False  # larger than a slot: inline, never dropped
-        if seq is None:
-            self.counters.dropped += 1
-            return True
-        self.counters.record_out(0)
-        if writer.needs_wakeup():
-            self._send_notify(writer.name, message.topics)
-        return True
-
-    def _send_notify(self, ring: str, topics: set[str]) -> None:
-        """Wake the consumers of ``ring`` (one notify message per set of topics, reused)."""
-        key = frozenset(topics)
-        notify = self._notify.get(key)
-        if notify is None:
-            notify = DAQJobMessageRingNotify(ring=ring, seq=0, topics=set(topics))
-            notify.daq_job_info = self.info
-            self._notify[key] = notify
-        self._plane.publisher().send(notify)
-
-    def _store_targets(self, topics: set[str]) -> tuple[bool, list[str]]:
-        """(whether a store class that ``topics`` name has no running store, the running stores' ids).
-
-        Cached per set of topics until the routes change (at most every 0.1 s).
-        """
-        routes = self.routes
-        if routes is not self._targets_routes:
-            self._targets.clear()
-            self._targets_routes = routes
-        key = frozenset(topics)
-        found = self._targets.get(key)
-        if found is None:
-            wanted = store_names_of_topics(topics)
-            known = routes or {}
-            found = (
-                routes is None or not all(known.get(name) for name in wanted),
-                [uid for name in wanted for uid in known.get(name, [])],
-            )
-            self._targets[key] = found
-        return found
-
-    def _await_routes(self, message: DAQJobMessage) -> None:
-        """Hold a new producer's first store messages until their stores subscribe."""
-        if not self._store_targets(message.topics)[0]:
-            return
-        wanted = store_names_of_topics(message.topics)
-        self._ask_for_stores()
-        deadline = self._started_monotonic + ROUTES_GRACE_SECONDS
-        while True:
-            routes = self.routes or {}
-            missing = [name for name in wanted if not routes.get(name)]
-            if not missing:
-                return
-            if time.monotonic() >= deadline or self._has_been_freed:
-                self.counters.unrouted += 1
-                if self.counters.unrouted in (1, 10, 100) or self.counters.unrouted % 1000 == 0:
-                    self._logger.warning(
-                        "no running store for %s: %d message(s) sent with nobody listening",
-                        ", ".join(missing),
-                        self.counters.unrouted,
-                    )
-                return
-            if self._receive_thread is None:
-                self._process_inbound(timeout_ms=20)
-            else:
-                time.sleep(0.01)
-
     def get_job_started_message(self) -> DAQJobMessageJobStarted:
         return DAQJobMessageJobStarted(daq_job_info=self.info)
 
@@ -368,24 +253,6 @@ class DAQJob:
         finally:
             self._close_data_plane(for_good)
             self._close_message_plane()
-
-    def data_plane_stats(self) -> dict[str, int]:
-        """The producer's ring: sequence, occupancy, time blocked on slow consumers, drops."""
-        if self._ring_writer is None:
-            return {}
-        stats = self._ring_writer.stats()
-        return {
-            "ring_write_seq": stats["write_seq"],
-            "ring_occupancy": stats["occupancy"],
-            "ring_slots": stats["slots"],
-            "ring_blocked_ms": stats["blocked_ns"] // 1_000_000,
-            "ring_dropped": stats["dropped"],
-        }
-
-    def _close_data_plane(self, for_good: bool) -> None:
-        if self._ring_writer is not None:
-            self._ring_writer.close()
-            self._ring_writer = None
 
     def _close_message_plane(self) -> None:
         if self._receive_thread is not None and self._receive_thread is not threading.current_thread():
