@@ -61,6 +61,7 @@ class SlotLayout(msgspec.Struct, array_like=True):
     # per column: [null_count, offset, n_buffers, start0, length0, start1, length1, ...]; start -1: no buffer
     columns: list[list[int]] = []
     ipc: list[int] | None = None  # [start, length] of an IPC stream (nested types)
+    batch: list[int] | None = None  # [start, length] of an IPC record-batch message (fixed-width, no nulls)
     raw: list[int] | None = None  # [start, length] of raw bytes
 
 
@@ -83,7 +84,7 @@ class SlotEncoder:
         self._flat = True
         # The last table's encoded layout, buffers and size: a producer that hands the same
         # table object again (its buffers refilled in place, as a readout loop does) reuses them.
-        self._last: tuple[pa.Table, bytes, list[Any], int] | None = None
+        self._last: tuple[pa.Table, bytes, list[tuple[int, Any]], int] | None = None
 
     def _remember(self, schema: pa.Schema) -> None:
         if self._schema is None or not schema.equals(self._schema):
@@ -93,11 +94,11 @@ class SlotEncoder:
     def encode(self, message: DAQJobMessage, slot: memoryview) -> int:
         """Write ``message`` into ``slot``; returns the bytes used. Raises MessageError if it does not fit."""
         if isinstance(message, DAQJobMessageStorePyArrow) and message.table is not None:
-            layout, buffers, total = self._table_layout(message.table, type(message).__name__)
+            layout, places, total = self._table_layout(message.table, type(message).__name__)
             header = self._header.encode(message)
         elif isinstance(message, DAQJobMessageStoreRaw):
             data = message.data
-            buffers = [data]
+            places = [(0, data)]
             total = _align(len(data))
             layout = self._layout.encode(SlotLayout(type_name=type(message).__name__, raw=[0, len(data)]))
             message.data = b""
@@ -106,7 +107,7 @@ class SlotEncoder:
             finally:
                 message.data = data
         else:
-            buffers, total = [], 0
+            places, total = [], 0
             layout = self._layout.encode(SlotLayout(type_name=type(message).__name__))
             header = self._header.encode(message)
         # Buffer starts are relative to the buffer area, which begins after layout and header.
@@ -117,41 +118,41 @@ class SlotEncoder:
         _LENS.pack_into(slot, 0, len(layout), len(header))
         slot[_LENS.size : head] = layout
         slot[head : head + len(header)] = header
-        pos = area
-        for buffer in buffers:
+        for offset, buffer in places:
             view = memoryview(buffer)
             if view.format != "B":
                 view = view.cast("B")
-            size = view.nbytes
-            slot[pos : pos + size] = view
-            pos += _align(size)
-        return pos
+            start = area + offset
+            slot[start : start + view.nbytes] = view
+        return area + total
 
-    def _table_layout(self, table: pa.Table, type_name: str) -> tuple[bytes, list[Any], int]:
+    def _table_layout(self, table: pa.Table, type_name: str) -> tuple[bytes, list[tuple[int, Any]], int]:
         last = self._last
         if last is not None and last[0] is table:
             return last[1], last[2], last[3]
-        layout = SlotLayout(type_name=type_name)
-        buffers: list[Any] = []
-        total = self._compute_layout(table, layout, buffers)
-        encoded = self._layout.encode(layout)
-        if self._flat:
-            self._last = (table, encoded, buffers, total)
-        return encoded, buffers, total
-
-    def _compute_layout(self, table: pa.Table, layout: SlotLayout, buffers: list[Any]) -> int:
-        layout.num_rows = table.num_rows
+        layout = SlotLayout(type_name=type_name, num_rows=table.num_rows)
         self._remember(table.schema)
         layout.schema = self._schema_bytes
+        found = _batch_places(table, layout) if self._flat else None
+        if found is None:
+            found = self._buffer_places(table, layout)
+        places, total = found
+        encoded = self._layout.encode(layout)
+        if self._flat:
+            self._last = (table, encoded, places, total)
+        return encoded, places, total
+
+    def _buffer_places(self, table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, Any]], int]:
+        """Each column's buffers one after the other (flat types), or one IPC stream (nested)."""
         if not self._flat:
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
             data = sink.getvalue()
             layout.ipc = [0, data.size]
-            buffers.append(data)
-            return _align(data.size)
+            return [(0, data)], _align(data.size)
         start = 0
+        places: list[tuple[int, Any]] = []
         columns = layout.columns = []
         for index in range(table.num_columns):
             column = table.column(index)
@@ -164,16 +165,55 @@ class SlotEncoder:
                     continue
                 size = buf.size
                 entry += (start, size)
-                buffers.append(buf)
+                places.append((start, buf))
                 start += _align(size)
             columns.append(entry)
-        return start
+        return places, start
+
+
+def _fixed_width(dtype: pa.DataType) -> bool:
+    t = pa.types
+    return not isinstance(dtype, pa.ExtensionType) and (
+        t.is_integer(dtype) or t.is_floating(dtype) or t.is_temporal(dtype)
+    )
+
+
+def _batch_places(table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, Any]], int] | None:
+    """The slot as one Arrow IPC record-batch message, for tables of fixed-width columns without nulls.
+
+    The consumer then rebuilds the table in one call (``ipc.read_record_batch``,
+    zero-copy) instead of one ``Array.from_buffers`` per column. The message's
+    metadata is taken once from pyarrow's own serialization, with where it puts
+    each column's data; a producer refilling the same table in place then only
+    copies the data buffers to those places.
+    """
+    arrays = []
+    for index in range(table.num_columns):
+        column = table.column(index)
+        if column.num_chunks != 1:
+            return None
+        array = column.chunk(0)
+        if array.offset or array.null_count or not _fixed_width(array.type):
+            return None
+        arrays.append(array)
+    serialized = pa.RecordBatch.from_arrays(arrays, schema=table.schema).serialize()
+    body = pa.ipc.read_message(serialized).body
+    body_start = body.address - serialized.address if body is not None and body.size else serialized.size
+    lead = -body_start % ALIGN  # the body starts 64-byte aligned in the slot
+    places: list[tuple[int, Any]] = [(lead, serialized.slice(0, body_start).to_pybytes())]
+    back = pa.ipc.read_record_batch(serialized, table.schema)
+    for array, read in zip(arrays, back.columns, strict=True):
+        data = read.buffers()[1]
+        if data is not None and data.size:
+            places.append((lead + data.address - serialized.address, array.buffers()[1].slice(0, data.size)))
+    layout.batch = [lead, serialized.size]
+    return places, _align(lead + serialized.size)
 
 
 class _Plan:
     """What the consumer needs to rebuild messages of one layout, worked out once."""
 
-    __slots__ = ("cls", "columns", "decoder", "ipc", "raw", "rows", "schema")
+    __slots__ = ("batch", "cls", "columns", "decoder", "ipc", "raw", "rows", "schema")
 
     def __init__(self, layout: SlotLayout, types: MessageTypes, decoders: dict[type, Any]) -> None:
         self.cls = types.get(layout.type_name)
@@ -183,13 +223,14 @@ class _Plan:
         self.decoder = decoder
         self.rows = layout.num_rows
         self.ipc = layout.ipc
+        self.batch = layout.batch
         self.raw = layout.raw
         self.schema: pa.Schema | None = None
         self.columns: list[tuple[pa.DataType, int, int, list[tuple[int, int] | None]]] = []
         if layout.schema is None or not issubclass(self.cls, DAQJobMessageStorePyArrow):
             return
         self.schema = pa.ipc.read_schema(pa.py_buffer(layout.schema))
-        for dtype, entry in zip(self.schema.types, layout.columns or [], strict=not layout.ipc):
+        for dtype, entry in zip(self.schema.types, layout.columns, strict=bool(layout.columns)):
             spans: list[tuple[int, int] | None] = [
                 None if entry[i] < 0 else (entry[i], entry[i + 1]) for i in range(3, 3 + 2 * entry[2], 2)
             ]
@@ -237,6 +278,10 @@ class SlotDecoder:
     @staticmethod
     def _table(plan: _Plan, address: int, guard: object) -> pa.Table:
         foreign = pa.foreign_buffer
+        if plan.batch is not None:
+            start, size = plan.batch
+            batch = pa.ipc.read_record_batch(foreign(address + start, size, base=guard), plan.schema)
+            return pa.Table.from_batches([batch])
         if plan.ipc is not None:
             start, size = plan.ipc
             return pa.ipc.open_stream(foreign(address + start, size, base=guard)).read_all()
