@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from enrgdaq.data.ring import Ring
+from enrgdaq.data.settings import ring_path
 from tests.harness.system import DAQSystem, csv_rows
 from tests.harness.waiting import wait_for
 
@@ -39,3 +41,21 @@ def test_config_dir_to_rows_on_disk(system: DAQSystem) -> None:
     producer = system.job("producer")
     assert producer.state.value == "running" and producer.queue == "default"
     assert system.job("store_csv").queue == "store"
+
+    # The rows came through the producer's ring, not inline over ZMQ.
+    ring = Ring.attach(ring_path(system.run_dir, "producer"))
+    try:
+        index = ring.find_consumer("store_csv")
+        assert index is not None, "the CSV store has no cursor in the producer's ring"
+        written = len(csv_rows(system.out_dir))
+        wait_for(lambda: ring.cursor(index) >= written, 10, "the store's cursor to pass what is on disk")
+    finally:
+        ring.close()
+    stats = wait_for(
+        lambda: (s := system.job("producer").stats_dict).get("ring_write_seq", 0) >= written and s,
+        10,
+        "the producer's stats to show its ring",
+    )
+    assert stats["ring_dropped"] == 0 and stats["ring_slots"] > 0
+    store_stats = system.job("store_csv").stats_dict
+    assert store_stats.get("ring_lost") == 0 and store_stats.get("ring_corrupted") == 0, store_stats
