@@ -46,11 +46,12 @@ class SlotGuard:
     cheaper per message than ``weakref.finalize``.
     """
 
-    __slots__ = ("seq", "tracker")
+    __slots__ = ("committed_ns", "seq", "tracker")
 
-    def __init__(self, tracker: RingTracker, seq: int) -> None:
+    def __init__(self, tracker: RingTracker, seq: int, committed_ns: int = 0) -> None:
         self.tracker = tracker
         self.seq = seq
+        self.committed_ns = committed_ns  # when the producer committed the slot (monotonic ns)
 
     def __del__(self) -> None:
         self.tracker.release(self.seq)
@@ -173,20 +174,30 @@ class RingReader:
         if ring.state(index) != L.ACTIVE:
             self._rejoin(tracker)
             index = tracker.index
-        end = min(ring.write_seq, tracker.read_pos + limit)
         seq = tracker.read_pos
+        end = min(ring.write_seq, seq + limit)
+        if seq >= end:
+            ring.heartbeat(index)
+            return
         copying = bool(tracker.copy_until) and time.monotonic() < tracker.copy_until
-        decode, view, address, lock = self.decoder.decode, ring.mm_view, tracker.address, tracker._lock
+        decode, view, address = self.decoder.decode, ring.mm_view, tracker.address
+        words, table, count = ring.words, L.SLOT_TABLE_WORD, ring.slot_count
+        size, data = ring.slot_size, ring.data_offset
+        with tracker._lock:
+            tracker.outstanding += end - seq  # one guard per slot; a slot read as lost gives its back
+        unguarded = 0
         while seq < end:
-            nbytes = ring.committed(seq)
-            if nbytes is None:
+            slot = seq % count
+            row = table + slot * L.SLOT_WORDS
+            nbytes = words[row + L.S_NBYTES]
+            if words[row + L.S_SEQ] != seq:
                 self.lost += 1  # reused before it was read: only after an eviction
+                unguarded += 1
                 seq += 1
                 continue
-            guard = SlotGuard(tracker, seq)
-            with lock:
-                tracker.outstanding += 1
-            start = ring.slot_offset(seq)
+            committed_ns = words[row + L.S_COMMIT_NS]
+            guard = SlotGuard(tracker, seq, committed_ns)
+            start = data + slot * size
             try:
                 message = decode(view[start : start + nbytes], address + start, guard)
             except MessageError:
@@ -194,18 +205,19 @@ class RingReader:
                 logger.exception("[%s] corrupt slot %d in ring %s; skipped", self.consumer, seq, ring.name)
                 seq += 1
                 continue
-            committed_ns = ring.commit_ns(seq)
-            if ring.committed(seq) != nbytes:  # overwritten while it was read (only after an eviction)
+            if words[row + L.S_SEQ] != seq:  # overwritten while it was read (only after an eviction)
                 self.lost += 1
                 seq += 1
                 continue
-            message._ring_committed_ns = committed_ns  # type: ignore[attr-defined]
             if copying:
                 _detach_payload(message)
             else:
                 message._ring_guard = guard  # type: ignore[attr-defined]
             out.append(message)
             seq += 1
+        if unguarded:
+            with tracker._lock:
+                tracker.outstanding -= unguarded
         tracker.read_pos = seq
         ring.heartbeat(index)
 

@@ -168,6 +168,11 @@ class Ring:
         """The sequence number slot ``slot`` holds (``EMPTY_SEQ`` before its first commit)."""
         return self.words[L.SLOT_TABLE_WORD + slot * L.SLOT_WORDS + L.S_SEQ]
 
+    def begin(self, seq: int) -> None:
+        """Mark ``seq``'s slot as being rewritten before its data changes: a reader that finds the
+        slot's sequence number unchanged after reading knows that nothing overwrote it meanwhile."""
+        self.words[L.SLOT_TABLE_WORD + (seq % self.slot_count) * L.SLOT_WORDS + L.S_SEQ] = L.EMPTY_SEQ
+
     def commit(self, seq: int, nbytes: int) -> None:
         """Publish slot ``seq``: its size, then its sequence number, then ``write_seq``."""
         words = self.words

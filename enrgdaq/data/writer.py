@@ -14,7 +14,7 @@ from enrgdaq.data.settings import DataPlaneSettings, ring_path
 
 logger = logging.getLogger(__name__)
 
-SLEEP_MIN_SECONDS = 20e-6
+SLEEP_MIN_SECONDS = 50e-6
 SLEEP_MAX_SECONDS = 500e-6
 """A waiting producer sleeps (never spins: on two cores that steals the consumer's CPU), a
 little longer each time while the wait lasts."""
@@ -96,6 +96,7 @@ class RingWriter:
             self._wait_for_slot(seq)
         start = (seq % ring.slot_count) * ring.slot_size
         if seq < self._floor + ring.slot_count:
+            ring.begin(seq)
             nbytes = self.encoder.encode(message, ring.data[start : start + ring.slot_size])
             ring.commit(seq, nbytes)
             return seq

@@ -23,7 +23,7 @@ DRAIN_SECONDS = 1.0
 """On stop, how long a store keeps taking what is already queued for it."""
 RING_POLL_SECONDS = 0.1
 """How often a store looks at its rings without a wake-up (and says it is alive)."""
-RING_NAPS_SECONDS = (50e-6, 100e-6, 200e-6, 400e-6, 800e-6)
+RING_NAPS_SECONDS = (100e-6, 200e-6, 400e-6, 800e-6)
 """After its last payload a store looks at its rings again after these naps (1.55 ms in all)
 before it asks the producers for a wake-up: payloads that keep coming then need no wake-up
 through the proxy at all, and wait at most a nap."""
