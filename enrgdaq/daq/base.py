@@ -223,10 +223,8 @@ class DAQJob(StoreOutbox):
             self.message_out.append(message)
             self.counters.record_out(0)
             return
-        if isinstance(message, DAQJobMessageStore):
-            self._await_routes(message)
-            if self._send_through_ring(message):
-                return
+        if isinstance(message, DAQJobMessageStore) and self._route_store_message(message):
+            return
         self.counters.record_out(self._plane.publisher().send(message))
 
     def get_job_started_message(self) -> DAQJobMessageJobStarted:

@@ -67,14 +67,24 @@ class StoreOutbox:
         """Called by the runner before ``start()``: where rings live, how big, which policy."""
         self._data_plane = settings
 
-    def _send_through_ring(self, message: DAQJobMessage) -> bool:
+    def _route_store_message(self, message: DAQJobMessage) -> bool:
+        """Hold a new producer's message until its stores run, then put it in the ring if it can go
+        there; False: send it inline."""
+        missing, consumers = self._store_targets(message.topics)
+        if missing:
+            self._hold_for_stores(message)
+            consumers = self._store_targets(message.topics)[1]
+        return self._send_through_ring(message, consumers)
+
+    def _send_through_ring(self, message: DAQJobMessage, consumers: list[str] | None = None) -> bool:
         """Put a store payload for stores of this node in the ring; False: send it inline."""
         settings = self._data_plane
         if settings is None or not settings.enabled or not self._use_shm:
             return False
         if not isinstance(message, _RING_PAYLOADS):
             return False
-        consumers = self._store_targets(message.topics)[1]
+        if consumers is None:
+            consumers = self._store_targets(message.topics)[1]
         if not consumers:
             return False
         writer = self._ring_writer
@@ -131,6 +141,9 @@ class StoreOutbox:
         """Hold a new producer's first store messages until their stores subscribe."""
         if not self._store_targets(message.topics)[0]:
             return
+        self._hold_for_stores(message)
+
+    def _hold_for_stores(self, message: DAQJobMessage) -> None:
         wanted = store_names_of_topics(message.topics)
         self._ask_for_stores()
         deadline = self._started_monotonic + ROUTES_GRACE_SECONDS

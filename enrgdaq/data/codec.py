@@ -32,6 +32,7 @@ from enrgdaq.errors import MessageError
 from enrgdaq.message.wire import MessageTypes
 
 ALIGN = 64
+_Places = list[tuple[int, memoryview]]  # (offset in the buffer area, bytes to copy there)
 _LENS = struct.Struct("<II")
 PLAN_CACHE_SIZE = 64
 
@@ -84,7 +85,7 @@ class SlotEncoder:
         self._flat = True
         # The last table's encoded layout, buffers and size: a producer that hands the same
         # table object again (its buffers refilled in place, as a readout loop does) reuses them.
-        self._last: tuple[pa.Table, bytes, list[tuple[int, Any]], int] | None = None
+        self._last: tuple[pa.Table, bytes, _Places, int] | None = None
 
     def _remember(self, schema: pa.Schema) -> None:
         if self._schema is None or not schema.equals(self._schema):
@@ -98,7 +99,7 @@ class SlotEncoder:
             header = self._header.encode(message)
         elif isinstance(message, DAQJobMessageStoreRaw):
             data = message.data
-            places = [(0, data)]
+            places = [(0, _bytes_view(data))]
             total = _align(len(data))
             layout = self._layout.encode(SlotLayout(type_name=type(message).__name__, raw=[0, len(data)]))
             message.data = b""
@@ -118,15 +119,14 @@ class SlotEncoder:
         _LENS.pack_into(slot, 0, len(layout), len(header))
         slot[_LENS.size : head] = layout
         slot[head : head + len(header)] = header
-        for offset, buffer in places:
-            view = memoryview(buffer)
-            if view.format != "B":
-                view = view.cast("B")
+        for offset, view in places:
             start = area + offset
             slot[start : start + view.nbytes] = view
         return area + total
 
-    def _table_layout(self, table: pa.Table, type_name: str) -> tuple[bytes, list[tuple[int, Any]], int]:
+    def _table_layout(
+        self, table: pa.Table, type_name: str
+    ) -> tuple[bytes, list[tuple[int, memoryview]], int]:
         last = self._last
         if last is not None and last[0] is table:
             return last[1], last[2], last[3]
@@ -136,7 +136,8 @@ class SlotEncoder:
         found = _batch_places(table, layout) if self._flat else None
         if found is None:
             found = self._buffer_places(table, layout)
-        places, total = found
+        places = [(offset, _bytes_view(buffer)) for offset, buffer in found[0]]
+        total = found[1]
         encoded = self._layout.encode(layout)
         if self._flat:
             self._last = (table, encoded, places, total)
@@ -169,6 +170,11 @@ class SlotEncoder:
                 start += _align(size)
             columns.append(entry)
         return places, start
+
+
+def _bytes_view(buffer: Any) -> memoryview:
+    view = memoryview(buffer)
+    return view if view.format == "B" else view.cast("B")
 
 
 def _fixed_width(dtype: pa.DataType) -> bool:
