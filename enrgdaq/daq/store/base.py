@@ -23,6 +23,8 @@ DRAIN_SECONDS = 1.0
 """On stop, how long a store keeps taking what is already queued for it."""
 RING_POLL_SECONDS = 0.1
 """How often a store looks at its rings without a wake-up (and says it is alive)."""
+BUSY_INBOUND_SECONDS = 0.001
+"""While it takes payloads from rings, a store looks at the message plane at most this often."""
 RING_NAPS_SECONDS = (100e-6, 200e-6, 400e-6, 800e-6)
 """After its last payload a store looks at its rings again after these naps (1.55 ms in all)
 before it asks the producers for a wake-up: payloads that keep coming then need no wake-up
@@ -61,7 +63,8 @@ class DAQJobStore(DAQJob):
         """
         self._announce()
         self._poll_rings()  # resume: what producers left in the rings since this store last ran
-        next_poll = time.monotonic() + RING_POLL_SECONDS
+        now = time.monotonic()
+        next_poll, next_inbound = now + RING_POLL_SECONDS, now
         rings = self._rings
         naps = len(RING_NAPS_SECONDS)
         while not self._has_been_freed:
@@ -73,10 +76,13 @@ class DAQJobStore(DAQJob):
                 naps += 1
             elif rings is None or not rings.arm():
                 timeout = STORE_POLL_MILLISECONDS
-            self._process_inbound(timeout_ms=timeout)
-            if time.monotonic() >= next_poll:
+            now = time.monotonic()
+            if timeout or now >= next_inbound:  # busy with rings: the message plane every millisecond
+                self._process_inbound(timeout_ms=timeout)
+                next_inbound = now + BUSY_INBOUND_SECONDS
+            if now >= next_poll:
                 self._poll_rings()
-                next_poll = time.monotonic() + RING_POLL_SECONDS
+                next_poll = now + RING_POLL_SECONDS
             self.store_loop()
             self._release_flushed()
         self._drain()
