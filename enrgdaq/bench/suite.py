@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from enrgdaq.bench.bare import bare_ring
 from enrgdaq.bench.baselines import memcpy_gbps, zmq_inline
 from enrgdaq.bench.runner import Outcome, run_path
 
@@ -74,6 +75,8 @@ def run_suite(quick: bool = False, progress: Any = None) -> list[Row]:
         guess = max(200.0, 4e9 / (values * 16))  # a first guess of the rate, to size the runs
         gbps, mps = memcpy_gbps(values, seconds / 2)
         rows.append(Row("memcpy", values, mps, gbps, 0, 0, 0, 0))
+        mps, gbps, corrupted = bare_ring(values, seconds / 2)
+        rows.append(Row("bare_ring", values, mps, gbps, 0, 0, 0, 0, corrupted=corrupted))
         one = run_path(values, _count(values, seconds, guess))
         rows.append(_row("1to1", values, one))
         full = rows[-1].msgs_per_s
@@ -100,7 +103,7 @@ def run_suite(quick: bool = False, progress: Any = None) -> list[Row]:
             )
         )
         if progress is not None:
-            progress(rows[-5:])
+            progress(rows[-6:])
     return rows
 
 
@@ -149,10 +152,12 @@ def ratios(rows: list[Row]) -> list[str]:
     for values in sorted({r.values for r in rows}):
         by = {(r.scenario, r.rate): r for r in rows if r.values == values}
         one, mem, inline = by.get(("1to1", "max")), by.get(("memcpy", "max")), by.get(("zmq_inline", "max"))
+        bare = by.get(("bare_ring", "max"))
         if one and mem:
             out.append(
                 f"{values:,} values: 1to1 {one.gb_per_s:.2f} GB/s = {one.gb_per_s / mem.gb_per_s:.2f} "
                 f"of memcpy ({mem.gb_per_s:.2f} GB/s)"
+                + (f", {one.msgs_per_s / bare.msgs_per_s:.2f} of the bare ring" if bare else "")
                 + (f", {one.msgs_per_s / inline.msgs_per_s:.2f}x plain pyzmq inline" if inline else "")
             )
     return out
