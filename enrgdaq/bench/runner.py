@@ -22,11 +22,11 @@ INFO = SupervisorInfo(supervisor_id="bench")
 
 
 def ring_geometry(values: int) -> tuple[int, int]:
-    """(ring bytes, slot bytes): slots just above the payload, a ring sized to the latency budget
-    (about 8 MB, at least 4 slots: it stays in the cache where it can)."""
-    payload = values * 16 + 64 * 1024
-    slot = 1 << (payload - 1).bit_length()
-    return max(4 * slot, 8 * 2**20), slot
+    """(ring bytes, slot bytes): slots just above the payload (64 KiB steps, room for the header),
+    a ring sized to the latency budget: 8 MiB, at least 3 slots, so that it fits the 32 MiB L3."""
+    step = 64 * 1024
+    slot = -(-(values * 16) // step) * step + step
+    return max(3 * slot, 8 * 2**20), slot
 
 
 def _sink_main(
