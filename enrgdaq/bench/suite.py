@@ -165,3 +165,17 @@ def ratios(rows: list[Row]) -> list[str]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def median_rows(runs: list[list[Row]]) -> list[Row]:
+    """Per row of the table, the run with the median messages/s; lost, duplicated and corrupted
+    are the sums over every run (a loss in any run must show)."""
+    out = []
+    for rows in zip(*runs, strict=True):
+        ordered = sorted(rows, key=lambda r: r.msgs_per_s)
+        chosen = msgspec.structs.replace(ordered[(len(ordered) - 1) // 2])
+        chosen.lost = sum(r.lost for r in rows)
+        chosen.duplicated = sum(r.duplicated for r in rows)
+        chosen.corrupted = sum(r.corrupted for r in rows)
+        out.append(chosen)
+    return out

@@ -11,11 +11,19 @@ import msgspec
 @click.command()
 @click.option("--quick", is_flag=True, help="Two sizes, short runs (under a minute).")
 @click.option("--json", "as_json", is_flag=True, help="Print {'results': [...]} for scripts.")
-def bench(quick: bool, as_json: bool) -> None:
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="Run everything N times; each row is the run with the median messages/s "
+    "(losses are summed over all runs). For noisy machines.",
+)
+def bench(quick: bool, as_json: bool, repeat: int) -> None:
     """Messages/s, GB/s, latency and losses, producer job -> proxy -> consumer job."""
     import logging
 
-    from enrgdaq.bench.suite import ratios, render, run_suite
+    from enrgdaq.bench.suite import median_rows, ratios, render, run_suite
 
     logging.getLogger("enrgdaq").setLevel(logging.WARNING)
 
@@ -23,7 +31,12 @@ def bench(quick: bool, as_json: bool) -> None:
         if not as_json:
             click.echo(f"... {rows[0].values:,} values done", err=True)
 
-    rows = run_suite(quick=quick, progress=progress)
+    runs = []
+    for number in range(repeat):
+        if repeat > 1 and not as_json:
+            click.echo(f"run {number + 1} of {repeat}", err=True)
+        runs.append(run_suite(quick=quick, progress=progress))
+    rows = median_rows(runs)
     if as_json:
         click.echo(msgspec.json.encode({"results": rows}).decode())
         return
