@@ -237,10 +237,6 @@ class RingReader:
                 pending = True
         return pending
 
-    def pending(self) -> bool:
-        """Whether any ring holds a payload this consumer has not taken yet."""
-        return any(t.ring.write_seq > t.read_pos for t in self.trackers.values())
-
     def _rejoin(self, tracker: RingTracker) -> None:
         """This consumer was evicted (gone too long) while it still runs: active again, the gap counted."""
         index = tracker.ring.rejoin(self.consumer)
