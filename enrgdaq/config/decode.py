@@ -7,6 +7,7 @@ import tomllib
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from enrgdaq.config.locate import find_line, path_from_msgspec
 from enrgdaq.errors import ConfigError
@@ -34,12 +35,16 @@ def decode(text: str, type_: type[T], file: str) -> T:
     try:
         return msgspec.convert(data, type_, strict=True)
     except msgspec.ValidationError as exc:
-        raise _located(str(exc), text, file) from exc
+        raise _located(str(exc), text, file, type_) from exc
 
 
-def _located(message: str, text: str, file: str) -> ConfigError:
+def _located(message: str, text: str, file: str, type_: Any = None) -> ConfigError:
     path, name = path_from_msgspec(message)
     detail = message.split(" - at ")[0]
+    if "Invalid enum value" in detail and type_ is not None:
+        choices = _choices(msgspec.inspect.type_info(type_), path)
+        if choices:
+            detail += "; choose one of: " + ", ".join(repr(c) for c in choices)
     if "unknown field" in message and name:
         field_path = [*path, name]
         return ConfigError(
@@ -59,3 +64,30 @@ def _located(message: str, text: str, file: str) -> ConfigError:
         if first and find_line(text, [first.group(1)]) is not None:
             path = [first.group(1)]
     return ConfigError(detail, file=file, line=find_line(text, path), field=".".join(path) or None)
+
+
+def _choices(info: Any, path: list[str]) -> list[Any] | None:
+    """The allowed values of the literal or enum field at ``path`` (for the error message)."""
+    for key in path:
+        info = _one_type(info)
+        if isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if key in (f.name, f.encode_name)), None)
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        else:
+            return None
+    info = _one_type(info)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return list(info.values)
+    if isinstance(info, msgspec.inspect.EnumType):
+        return [member.value for member in info.cls]
+    return None
+
+
+def _one_type(info: Any) -> Any:
+    """``X | None`` -> ``X``; other types unchanged."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        types = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(types) == 1:
+            return types[0]
+    return info

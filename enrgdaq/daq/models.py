@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -49,6 +49,11 @@ class DAQJobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         queue: Celery queue of the worker that runs the job (*new*); default:
             the job class's ``queue``.
         restart_on_crash: restart the job when it dies (*new* in TOML).
+        ring_policy: this producer's ring when its stores fall behind (*new*):
+            ``block`` (lossless, waits) or ``drop`` (drops after
+            ``ring_block_timeout_seconds``, counted); default: supervisor.toml's.
+        ring_block_timeout_seconds: how long this producer waits for a slot
+            before it warns (``block``) or drops (``drop``); default: supervisor.toml's.
     """
 
     daq_job_type: str
@@ -58,6 +63,8 @@ class DAQJobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     topics_to_subscribe: list[str] = []
     queue: str | None = None
     restart_on_crash: bool = True
+    ring_policy: Literal["block", "drop"] | None = None
+    ring_block_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class DAQJobInfo(msgspec.Struct, kw_only=True):

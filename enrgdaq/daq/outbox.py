@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any
 
+import msgspec
+
 from enrgdaq.daq.models import DAQJobInfo, DAQJobMessage, DAQJobMessageRingNotify, DAQJobMessageStoreQuery
 from enrgdaq.daq.stats import JobCounters
 from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
@@ -64,7 +66,19 @@ class StoreOutbox:
         self._plane.publisher().send(query)
 
     def configure_data_plane(self, settings: DataPlaneSettings) -> None:
-        """Called by the runner before ``start()``: where rings live, how big, which policy."""
+        """Called by the runner before ``start()``: where rings live, how big, which policy.
+
+        A job's own ``ring_policy`` / ``ring_block_timeout_seconds`` override the supervisor's.
+        """
+        config = getattr(self, "config", None)
+        policy = getattr(config, "ring_policy", None)
+        timeout = getattr(config, "ring_block_timeout_seconds", None)
+        if policy is not None or timeout is not None:
+            settings = msgspec.structs.replace(
+                settings,
+                policy=policy or settings.policy,
+                block_timeout_s=settings.block_timeout_s if timeout is None else timeout,
+            )
         self._data_plane = settings
 
     def _route_store_message(self, message: DAQJobMessage) -> bool:
@@ -100,6 +114,13 @@ class StoreOutbox:
             return False  # larger than a slot: inline, never dropped
         if seq is None:
             self.counters.dropped += 1
+            dropped = self.counters.dropped
+            if dropped in (1, 10, 100) or dropped % 1000 == 0:
+                self._logger.warning(
+                    "ring_policy drop: %d payload(s) dropped so far, the stores were too slow (%s)",
+                    dropped,
+                    writer.slowest(),
+                )
             return True
         self.counters.record_out(0)
         if writer.needs_wakeup():

@@ -13,6 +13,7 @@ from enrgdaq.config.decode import decode
 from enrgdaq.config.loader import load_job_dir, load_job_file, load_supervisor_config
 from enrgdaq.daq.jobs.store.csv import DAQJobStoreCSV
 from enrgdaq.daq.jobs.test_job import DAQJobTest
+from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import ConfigError
 from enrgdaq.models import SupervisorConfig
 
@@ -138,6 +139,33 @@ class TestJobFileErrors:
         err = error_of(path)
 
         assert (err.line, err.field) == (1, "queue")
+
+    def test_an_unknown_ring_policy_is_an_error_naming_the_field_and_its_line(self, tmp_path) -> None:
+        path = write(tmp_path, "producer.toml", 'ring_policy = "sometimes"\n' + textwrap.dedent(PRODUCER))
+
+        err = error_of(path)
+
+        assert (err.line, err.field) == (1, "ring_policy")
+        assert "block" in str(err) and "drop" in str(err)
+
+
+class TestRingPolicyPerJob:
+    SETTINGS = DataPlaneSettings(run_dir="/dev/shm", policy="block", block_timeout_s=5.0)
+
+    def test_a_job_that_says_drop_drops_after_its_own_timeout(self, tmp_path) -> None:
+        text = 'ring_policy = "drop"\nring_block_timeout_seconds = 0.25\n' + textwrap.dedent(PRODUCER)
+        job = DAQJobTest(load_job_file(write(tmp_path, "producer.toml", text)).config)
+
+        job.configure_data_plane(self.SETTINGS)
+
+        assert (job._data_plane.policy, job._data_plane.block_timeout_s) == ("drop", 0.25)
+
+    def test_a_job_without_the_keys_keeps_the_supervisors_settings(self, tmp_path) -> None:
+        job = DAQJobTest(load_job_file(write(tmp_path, "producer.toml", PRODUCER)).config)
+
+        job.configure_data_plane(self.SETTINGS)
+
+        assert job._data_plane == self.SETTINGS
 
 
 class TestJobFileDefaults:
