@@ -105,6 +105,7 @@ class LeaseKeeper(threading.Thread):
         plane = job.message_plane
         if plane is not None:
             stats["malformed"] = plane.malformed_count
+            stats["message_lost"] = plane.lost_count
         try:
             stats["cpu_percent"] = self._process.cpu_percent(None)
             stats["rss_mb"] = self._process.memory_info().rss / 1e6

@@ -27,7 +27,8 @@ def prefix(topic: str) -> bytes:
 
 
 def from_wire(frame: bytes) -> str:
-    return frame.decode(errors="replace").rstrip(TERMINATOR)
+    """The topic of a received first frame (what follows the terminator is a sequence stamp)."""
+    return frame.split(TERMINATOR.encode(), 1)[0].decode(errors="replace")
 
 
 class Topic:

@@ -20,8 +20,9 @@ from collections.abc import Callable
 import zmq
 
 from enrgdaq.daq.models import DAQJobMessage
-from enrgdaq.daq.topics import Topic, wire
+from enrgdaq.daq.topics import Topic, from_wire
 from enrgdaq.errors import MessageError
+from enrgdaq.message.sequence import GapCounter, Stamper
 from enrgdaq.message.wire import Decoder, Encoder
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Publisher:
         self.socket.setsockopt(zmq.SNDHWM, 100_000)
         self.socket.connect(xsub_url)
         self._encoder = Encoder()
+        self._stamper = Stamper()
         self.thread_id = threading.get_ident()
 
     def send(self, message: DAQJobMessage) -> int:
@@ -52,7 +54,7 @@ class Publisher:
         frames = self._encoder.encode(message)
         size = sum(len(memoryview(f)) for f in frames)
         for topic in message.topics:
-            self.socket.send_multipart([wire(topic), *frames], copy=False)
+            self.socket.send_multipart([self._stamper.frame(topic), *frames], copy=False)
         return size
 
     def close(self) -> None:
@@ -92,6 +94,7 @@ class MessagePlaneClient:
         self._inbound_thread: int | None = None
         self.malformed_count = 0
         self.received_bytes = 0
+        self._gaps = GapCounter()
 
     # -- receiving ------------------------------------------------------------
     def receive(self, timeout_ms: int) -> list[DAQJobMessage]:
@@ -114,8 +117,24 @@ class MessagePlaneClient:
                 out.append(message)
         return out
 
+    @property
+    def lost_count(self) -> int:
+        """Messages lost on the way to this receiver (gaps in their senders' sequence numbers)."""
+        return self._gaps.lost
+
     def _decode(self, frames: list[zmq.Frame]) -> DAQJobMessage | None:
         self.received_bytes += sum(len(f) for f in frames)
+        gap = self._gaps.see(frames[0].bytes)
+        if gap:
+            lost = self._gaps.lost
+            if _worth_a_line(lost - gap, lost):
+                self.log.warning(
+                    "%d message(s) lost on the message plane before one on %s (%d in all); "
+                    "a high-water mark was reached",
+                    gap,
+                    from_wire(frames[0].bytes),
+                    lost,
+                )
         try:
             message = self._decoder.decode(frames[1:])
         except MessageError as exc:
@@ -188,6 +207,11 @@ class MessagePlaneClient:
             self._publishers.clear()
         self.sub.close(0)
         self.context.term()
+
+
+def _worth_a_line(before: int, after: int) -> bool:
+    """Log a growing count when it passes 1, 10, 100 and then every 1000 (days of running, few lines)."""
+    return any(before < mark <= after for mark in (1, 10, 100)) or after // 1000 > before // 1000
 
 
 def own_topic(unique_id: str) -> str:

@@ -1,6 +1,7 @@
 """The wire format of the message plane: ``[topic, type, header, *buffers]``.
 
-* ``topic``: see :mod:`enrgdaq.daq.topics` (terminated, so prefixes cannot collide);
+* ``topic``: see :mod:`enrgdaq.daq.topics` (terminated, so prefixes cannot collide),
+  followed by a sequence stamp (:mod:`enrgdaq.message.sequence`);
 * ``type``: the message class name, looked up among the known
   ``DAQJobMessage`` subclasses; an unknown name is an error, never an import;
 * ``header``: the message struct as msgpack (msgspec);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageStop
 from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobStoreConfig
 from enrgdaq.daq.topics import exact, wire
 from enrgdaq.message.client import DAQJobMessageProbe, MessagePlaneClient, own_topic
+from enrgdaq.message.sequence import GapCounter, Stamper
 from enrgdaq.message.wire import Encoder
 from tests.harness.waiting import wait_for
 from tests.unit.conftest import ProxyUrls
@@ -192,3 +194,66 @@ class TestMalformedFrames:
         receive_until(victim, lambda r: "good" in reasons(r), "the good message")
 
         assert victim.malformed_count - before == 1
+
+
+class TestLostMessagesAreCounted:
+    def test_a_gap_in_a_senders_numbers_is_counted_logged_and_the_rest_delivered(
+        self, make_client: ClientFactory, raw_pub: zmq.Socket, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        receiver = make_client("receiver")
+        warm_up(raw_pub, receiver, "receiver")
+        stamper = Stamper()
+        sent = []
+        with caplog.at_level(logging.WARNING):
+            for number in range(1, 11):
+                frame = stamper.frame(own_topic("receiver"))
+                if number in (5, 6, 7):
+                    continue  # as if a high-water mark had dropped them
+                raw_pub.send_multipart([frame, *Encoder().encode(stop_message(f"m{number}", "receiver"))])
+                sent.append(f"m{number}")
+            got = receive_until(receiver, lambda r: len(reasons(r)) >= len(sent), "the 7 messages sent")
+
+        assert reasons(got) == sent
+        assert receiver.lost_count == 3
+        assert "3 message(s) lost on the message plane before one on daq_job.receiver" in caplog.text
+
+    def test_messages_a_full_high_water_mark_dropped_are_exactly_the_ones_counted(
+        self, proxy: ProxyUrls, raw_pub: zmq.Socket
+    ) -> None:
+        context = zmq.Context()
+        sub = context.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, 10)
+        sub.connect(proxy.xpub_url)
+        sub.setsockopt(zmq.SUBSCRIBE, exact(own_topic("slow")))
+        raw_pub.setsockopt(zmq.SNDHWM, 0)
+        stamper, gaps = Stamper(), GapCounter()
+        body = Encoder().encode(stop_message("flood", "slow"))
+        total = 250_000  # more than the proxy holds for one subscriber (100,000) and the sockets
+        try:
+            wait_for(
+                lambda: raw_pub.send_multipart([wire(own_topic("slow")), *body]) or sub.poll(10),
+                10,
+                "the subscription to reach the proxy",
+            )
+            while sub.poll(50):
+                sub.recv_multipart()
+            # A subscriber that does not read while the flood goes by: ZMQ drops, silently.
+            for _ in range(total):
+                raw_pub.send_multipart([stamper.frame(own_topic("slow")), *body])
+            received = 0
+            while sub.poll(1000):
+                gaps.see(sub.recv_multipart()[0])
+                received += 1
+            # A drop shows when the next message from that sender arrives: send one more.
+            raw_pub.send_multipart([stamper.frame(own_topic("slow")), *body])
+            assert sub.poll(5000), "the last message did not arrive"
+            last = sub.recv_multipart()[0]
+            gaps.see(last)
+            received += 1
+        finally:
+            sub.close(0)
+            context.term()
+
+        assert 0 < received < total, "ZMQ did not drop: the test proves nothing"
+        assert int.from_bytes(last[-8:], "little") == total + 1
+        assert gaps.lost == total + 1 - received
