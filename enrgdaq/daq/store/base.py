@@ -26,7 +26,7 @@ RING_POLL_SECONDS = 0.1
 BUSY_INBOUND_SECONDS = 0.001
 """While it takes payloads from rings, a store looks at the message plane at most this often."""
 RING_NAPS_SECONDS = (100e-6, 200e-6, 400e-6, 800e-6)
-"""After its last payload a store looks at its rings again after these naps (1.55 ms in all)
+"""After its last payload a store looks at its rings again after these naps (1.5 ms in all)
 before it asks the producers for a wake-up: payloads that keep coming then need no wake-up
 through the proxy at all, and wait at most a nap."""
 
