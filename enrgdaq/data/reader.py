@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.data import layout as L
-from enrgdaq.data.codec import SlotDecoder
+from enrgdaq.data.decoder import SlotDecoder
 from enrgdaq.data.ring import Ring, fence
 from enrgdaq.data.settings import RING_PREFIX
 from enrgdaq.errors import DAQError, MessageError

@@ -7,7 +7,7 @@ import time
 
 from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.data import layout as L
-from enrgdaq.data.codec import SlotEncoder
+from enrgdaq.data.encoder import SlotEncoder
 from enrgdaq.data.membership import name_hash
 from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence
 from enrgdaq.data.settings import DataPlaneSettings, ring_path

@@ -1,26 +1,7 @@
-"""What a ring slot holds: a message's header and its payload's raw buffers.
-
-::
-
-    [u32 layout length][u32 header length][SlotLayout][message header][pad to 64]
-    [buffer][pad to 64][buffer]...
-
-The layout (msgpack) says how the payload is laid out: the message type, the
-schema, the row count and where each column's buffers sit; it repeats for
-every message of the same shape, so both sides cache it by its bytes (the
-producer per table object, the consumer per distinct layout). The message
-header (msgpack, the message without its payload) is encoded per message.
-
-An Arrow table travels as its columns' raw buffers (validity, offsets, data)
-and is rebuilt on the consumer side with ``Array.from_buffers`` over buffers
-that point into the mapping: no copy, no IPC parsing. Columns of nested types
-(lists, structs) travel as one Arrow IPC stream instead. Raw bytes are one
-buffer.
-"""
+"""The producer's side of a slot: a message written into it (see :mod:`enrgdaq.data.slot`)."""
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import msgspec
@@ -28,42 +9,10 @@ import pyarrow as pa
 
 from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
+from enrgdaq.data.slot import ALIGN, LENGTHS, SlotLayout, align, plain
 from enrgdaq.errors import MessageError
-from enrgdaq.message.wire import MessageTypes
 
-ALIGN = 64
 _Places = list[tuple[int, memoryview]]  # (offset in the buffer area, bytes to copy there)
-_LENS = struct.Struct("<II")
-PLAN_CACHE_SIZE = 64
-
-
-def _align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
-
-
-def _plain(dtype: pa.DataType) -> bool:
-    """Types whose arrays are fully described by their own buffers (no children, dictionary, extension)."""
-    t = pa.types
-    return not isinstance(dtype, pa.ExtensionType) and (
-        t.is_primitive(dtype)
-        or t.is_string(dtype)
-        or t.is_large_string(dtype)
-        or t.is_binary(dtype)
-        or t.is_large_binary(dtype)
-        or t.is_fixed_size_binary(dtype)
-        or t.is_decimal(dtype)
-    )
-
-
-class SlotLayout(msgspec.Struct, array_like=True):
-    type_name: str
-    schema: bytes | None = None
-    num_rows: int = 0
-    # per column: [null_count, offset, n_buffers, start0, length0, start1, length1, ...]; start -1: no buffer
-    columns: list[list[int]] = []
-    ipc: list[int] | None = None  # [start, length] of an IPC stream (nested types)
-    batch: list[int] | None = None  # [start, length] of an IPC record-batch message (fixed-width, no nulls)
-    raw: list[int] | None = None  # [start, length] of raw bytes
 
 
 def _no_payload(obj: Any) -> Any:
@@ -90,7 +39,7 @@ class SlotEncoder:
     def _remember(self, schema: pa.Schema) -> None:
         if self._schema is None or not schema.equals(self._schema):
             self._schema, self._schema_bytes = schema, schema.serialize().to_pybytes()
-            self._flat = all(_plain(t) for t in schema.types)
+            self._flat = all(plain(t) for t in schema.types)
 
     def encode(self, message: DAQJobMessage, slot: memoryview) -> int:
         """Write ``message`` into ``slot``; returns the bytes used. Raises MessageError if it does not fit."""
@@ -100,7 +49,7 @@ class SlotEncoder:
         elif isinstance(message, DAQJobMessageStoreRaw):
             data = message.data
             places = [(0, _bytes_view(data))]
-            total = _align(len(data))
+            total = align(len(data))
             layout = self._layout.encode(SlotLayout(type_name=type(message).__name__, raw=[0, len(data)]))
             message.data = b""
             try:
@@ -112,12 +61,12 @@ class SlotEncoder:
             layout = self._layout.encode(SlotLayout(type_name=type(message).__name__))
             header = self._header.encode(message)
         # Buffer starts are relative to the buffer area, which begins after layout and header.
-        head = _LENS.size + len(layout)
-        area = _align(head + len(header))
+        head = LENGTHS.size + len(layout)
+        area = align(head + len(header))
         if area + total > len(slot):
             raise MessageError(f"payload of {area + total} bytes does not fit a slot of {len(slot)} bytes")
-        _LENS.pack_into(slot, 0, len(layout), len(header))
-        slot[_LENS.size : head] = layout
+        LENGTHS.pack_into(slot, 0, len(layout), len(header))
+        slot[LENGTHS.size : head] = layout
         slot[head : head + len(header)] = header
         for offset, view in places:
             start = area + offset
@@ -151,7 +100,7 @@ class SlotEncoder:
                 writer.write_table(table)
             data = sink.getvalue()
             layout.ipc = [0, data.size]
-            return [(0, data)], _align(data.size)
+            return [(0, data)], align(data.size)
         start = 0
         places: list[tuple[int, Any]] = []
         columns = layout.columns = []
@@ -167,7 +116,7 @@ class SlotEncoder:
                 size = buf.size
                 entry += (start, size)
                 places.append((start, buf))
-                start += _align(size)
+                start += align(size)
             columns.append(entry)
         return places, start
 
@@ -213,94 +162,4 @@ def _batch_places(table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, 
         if data is not None and data.size:
             places.append((lead + data.address - serialized.address, array.buffers()[1].slice(0, data.size)))
     layout.batch = [lead, serialized.size]
-    return places, _align(lead + serialized.size)
-
-
-class _Plan:
-    """What the consumer needs to rebuild messages of one layout, worked out once."""
-
-    __slots__ = ("batch", "cls", "columns", "decoder", "ipc", "raw", "rows", "schema")
-
-    def __init__(self, layout: SlotLayout, types: MessageTypes, decoders: dict[type, Any]) -> None:
-        self.cls = types.get(layout.type_name)
-        decoder = decoders.get(self.cls)
-        if decoder is None:
-            decoder = decoders[self.cls] = msgspec.msgpack.Decoder(self.cls)
-        self.decoder = decoder
-        self.rows = layout.num_rows
-        self.ipc = layout.ipc
-        self.batch = layout.batch
-        self.raw = layout.raw
-        self.schema: pa.Schema | None = None
-        self.columns: list[tuple[pa.DataType, int, int, list[tuple[int, int] | None]]] = []
-        if layout.schema is None or not issubclass(self.cls, DAQJobMessageStorePyArrow):
-            return
-        self.schema = pa.ipc.read_schema(pa.py_buffer(layout.schema))
-        for dtype, entry in zip(self.schema.types, layout.columns, strict=bool(layout.columns)):
-            spans: list[tuple[int, int] | None] = [
-                None if entry[i] < 0 else (entry[i], entry[i + 1]) for i in range(3, 3 + 2 * entry[2], 2)
-            ]
-            self.columns.append((dtype, entry[0], entry[1], spans))
-
-
-class SlotDecoder:
-    """Reads messages from slots, zero-copy for Arrow tables. One per consuming thread."""
-
-    def __init__(self, types: MessageTypes | None = None) -> None:
-        self._types = types or MessageTypes()
-        self._layout = msgspec.msgpack.Decoder(SlotLayout)
-        self._headers: dict[type, msgspec.msgpack.Decoder[Any]] = {}
-        self._plans: dict[bytes, _Plan] = {}
-
-    def _plan(self, raw: bytes) -> _Plan:
-        plan = self._plans.get(raw)
-        if plan is None:
-            plan = _Plan(self._layout.decode(raw), self._types, self._headers)
-            if len(self._plans) >= PLAN_CACHE_SIZE:
-                self._plans.clear()
-            self._plans[raw] = plan
-        return plan
-
-    def decode(self, slot: memoryview, address: int, guard: object) -> DAQJobMessage:
-        """The message in ``slot``; its table's buffers point at ``address`` and keep ``guard`` alive."""
-        try:
-            layout_len, header_len = _LENS.unpack_from(slot, 0)
-            head = _LENS.size + layout_len
-            plan = self._plan(bytes(slot[_LENS.size : head]))
-            message = plan.decoder.decode(slot[head : head + header_len])
-        except (msgspec.DecodeError, struct.error, UnicodeDecodeError, ValueError, pa.ArrowException) as exc:
-            raise MessageError(f"corrupt ring slot: {exc}") from exc
-        area = _align(head + header_len)
-        if plan.schema is not None:
-            try:
-                message.table = self._table(plan, address + area, guard)
-            except (pa.ArrowException, ValueError, TypeError, IndexError) as exc:
-                raise MessageError(f"ring slot holds a table that cannot be rebuilt: {exc}") from exc
-        elif plan.raw is not None and isinstance(message, DAQJobMessageStoreRaw):
-            start, size = plan.raw
-            message.data = bytes(slot[area + start : area + start + size])
-        return message
-
-    @staticmethod
-    def _table(plan: _Plan, address: int, guard: object) -> pa.Table:
-        foreign = pa.foreign_buffer
-        if plan.batch is not None:
-            start, size = plan.batch
-            batch = pa.ipc.read_record_batch(foreign(address + start, size, base=guard), plan.schema)
-            return pa.Table.from_batches([batch])
-        if plan.ipc is not None:
-            start, size = plan.ipc
-            return pa.ipc.open_stream(foreign(address + start, size, base=guard)).read_all()
-        rows = plan.rows
-        from_buffers = pa.Array.from_buffers
-        arrays = [
-            from_buffers(
-                dtype,
-                rows,
-                [None if span is None else foreign(address + span[0], span[1], base=guard) for span in spans],
-                nulls,
-                offset,
-            )
-            for dtype, nulls, offset, spans in plan.columns
-        ]
-        return pa.Table.from_arrays(arrays, schema=plan.schema)
+    return places, align(lead + serialized.size)
