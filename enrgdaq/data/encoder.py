@@ -148,7 +148,9 @@ def _batch_places(table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, 
         if column.num_chunks != 1:
             return None
         array = column.chunk(0)
-        if array.offset or array.null_count or not _fixed_width(array.type):
+        # No validity bitmap at all (not merely no nulls now): the metadata is reused while a
+        # producer refills the same table, and a bitmap could gain nulls in place.
+        if array.offset or array.buffers()[0] is not None or not _fixed_width(array.type):
             return None
         arrays.append(array)
     serialized = pa.RecordBatch.from_arrays(arrays, schema=table.schema).serialize()
