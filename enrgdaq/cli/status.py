@@ -24,6 +24,34 @@ COLUMNS = (
 )
 
 
+DATA_COUNTERS = (
+    ("ring_dropped", "dropped by ring_policy drop"),
+    ("ring_lost", "missed while evicted from a ring"),
+    ("ring_corrupted", "corrupt ring slots"),
+    ("message_lost", "lost on the message plane"),
+    ("malformed", "malformed messages dropped"),
+    ("unrouted", "sent with no store listening"),
+    ("rejected", "of a type it does not take"),
+    ("failed", "failed in handle_message"),
+)
+"""Counters that mean data went missing or astray: status shows every one that is not zero."""
+DATA_GAUGES = ("ring_occupancy", "ring_slots", "ring_blocked_ms", "ring_unreleased")
+
+
+def data_health(stats: dict[str, object]) -> dict[str, int]:
+    """The data-plane counters and gauges of one job's stats (those it has)."""
+    names = [name for name, _ in DATA_COUNTERS] + list(DATA_GAUGES)
+    return {name: int(value) for name in names if isinstance(value := stats.get(name), int | float)}
+
+
+def data_warnings(unique_id: str, data: dict[str, int]) -> list[str]:
+    """One line per job whose data went missing or astray, or whose producer waits for its stores."""
+    found = [f"{data[name]} {what}" for name, what in DATA_COUNTERS if data.get(name)]
+    if data.get("ring_slots") and data.get("ring_occupancy", 0) >= data["ring_slots"]:
+        found.append(f"ring full ({data['ring_slots']} slots): the producer waits for its stores")
+    return [f"{unique_id}: " + ", ".join(found)] if found else []
+
+
 def status_document(
     supervisor_id: str, jobs: list[JobStatus], alive: bool, problems: dict[str, str]
 ) -> dict[str, object]:
@@ -37,6 +65,7 @@ def status_document(
                 "config_file": j.config_file,
                 "messages_in": j.stats.get("processed", 0),
                 "messages_out": j.stats.get("sent", 0),
+                "data": data_health(j.stats),
             }
             for j in jobs
         ],
@@ -82,6 +111,8 @@ def render_table(doc: dict[str, object]) -> str:
     for j in jobs:
         if j["error"] and j["state"] in ("crashed", "restart_scheduled"):
             lines.append(f"{j['unique_id']}: {str(j['error']).strip().splitlines()[-1]}")
+    for j in jobs:
+        lines += [f"data: {line}" for line in data_warnings(str(j["unique_id"]), j.get("data") or {})]
     problems = doc["problems"]
     assert isinstance(problems, dict)
     lines += [f"config problem: {text}" for text in problems.values()]

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from enrgdaq.constants import DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS
@@ -31,11 +32,13 @@ class FailedTaskListener(threading.Thread):
         self.app = app
         self.registry = registry
         self.backoff_max = backoff_max
-        self._stopped = threading.Event()
+        # A plain flag, not an Event: stop_soon runs in a signal handler, which must not take
+        # a lock the interrupted code may hold (Event.set and Event.wait both take one).
+        self._stopped = False
         self._receiver: Any = None
 
     def run(self) -> None:
-        while not self._stopped.is_set():
+        while not self._stopped:
             try:
                 with self.app.connection_for_read() as connection:
                     self._receiver = self.app.events.Receiver(
@@ -44,10 +47,10 @@ class FailedTaskListener(threading.Thread):
                     # Returns only when should_stop is set (checked every second).
                     self._receiver.capture(limit=None, timeout=None, wakeup=False)
             except Exception:
-                if self._stopped.is_set():
+                if self._stopped:
                     return
                 logger.warning("task event listener lost its connection; reconnecting", exc_info=True)
-                self._stopped.wait(1.0)
+                time.sleep(1.0)
 
     def on_task_failed(self, event: dict[str, Any]) -> None:
         task_id = event.get("uuid")
@@ -72,7 +75,7 @@ class FailedTaskListener(threading.Thread):
 
     def stop_soon(self) -> None:
         """Ask ``run`` to return (within a second); safe from a signal handler."""
-        self._stopped.set()
+        self._stopped = True
         if self._receiver is not None:
             self._receiver.should_stop = True
 

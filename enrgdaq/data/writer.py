@@ -163,8 +163,14 @@ class RingWriter:
         return wake
 
     def stats(self) -> dict[str, int]:
+        """The ring's counters, and how many slots the slowest consumer has not released yet.
+
+        Called from the stats thread: reads the cursors afresh (the writer's own floor is
+        only a lower bound, refreshed when the ring looks full) and changes nothing.
+        """
         stats = self.ring.stats()
-        stats["occupancy"] = stats["write_seq"] - self._floor
+        floor = self.ring.min_cursor(list(self._active))
+        stats["occupancy"] = stats["write_seq"] - (stats["write_seq"] if floor is None else floor)
         return stats
 
     def close(self) -> None:

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -108,7 +107,7 @@ class Stack:
             or default_run_dir(self.config.info.supervisor_id)
         )
         self.redis_url = os.environ.get(REDIS_URL_ENV) or self.config.redis_url or ""
-        self._stop = threading.Event()
+        self._stop_requested = False
 
     # -- planning ----------------------------------------------------------------
     def queues(self) -> dict[str, int]:
@@ -215,13 +214,17 @@ class Stack:
 
     def run_forever(self) -> int:
         def on_signal(signum: int, _frame: object) -> None:
-            self._stop.set()
+            # Only a plain store: a handler runs between two bytecodes of this thread, which may
+            # hold the very lock an Event would take (a second Ctrl-C deadlocked on one).
+            self._stop_requested = True
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, on_signal)
         try:
             self.start()
             beat_due = time.monotonic() + BEAT_START_LATEST_SECONDS
-            while not self._stop.wait(0.1):
+            while not self._stop_requested:
+                time.sleep(0.1)
                 if beat_due and (time.monotonic() > beat_due or self._jobs_started()):
                     # Nothing at start-up waits for beat: it starts once the jobs run, leaving the
                     # two cores to the workers' start-up first.
@@ -235,8 +238,9 @@ class Stack:
                     self.redis_process.check()
         finally:
             self.shutdown()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            # Down and about to exit: a late Ctrl-C must not turn a clean exit into a traceback.
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)
         return 0
 
     def _jobs_started(self) -> bool:

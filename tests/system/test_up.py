@@ -115,3 +115,36 @@ def test_enrgdaq_up_runs_the_examples_shows_them_in_flower_and_stops_cleanly(tmp
     assert not live_children()
     assert not os.path.exists("/dev/shm/enrgdaq/example")
     assert not os.path.exists(os.path.join(workdir, ".enrgdaq", "up.json"))
+
+
+def test_ctrl_c_pressed_again_and_again_still_stops_cleanly(tmp_path) -> None:
+    """A user who hammers Ctrl-C: every signal after the first must not wedge the shutdown."""
+    workdir = str(tmp_path)
+    shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENRGDAQ_")}
+    with open(os.path.join(workdir, "up.out"), "wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", "--quiet"],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: len(csv_rows(os.path.join(workdir, "out"))) >= 1, 30, "rows on disk")
+    finally:
+        asked = time.monotonic()
+        deadline = time.monotonic() + 0.5  # signals as fast as they go, for half a second
+        while time.monotonic() < deadline and up.poll() is None:
+            up.send_signal(signal.SIGINT)
+        try:
+            code = up.wait(30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait(10)
+            raise
+        took = time.monotonic() - asked
+    assert code == 0
+    assert took <= 10, f"stopping took {took:.1f} s"
+    assert not live_children()
+    assert not os.path.exists("/dev/shm/enrgdaq/example")
