@@ -35,7 +35,9 @@ C_STATE, C_CURSOR, C_HEARTBEAT, C_WAKEUP, C_MISSED, C_NAME_HASH = 0, 1, 2, 3, 4,
 NAMES_OFFSET = CONSUMER_OFFSET + MAX_CONSUMERS * CONSUMER_WORDS * 8
 NAME_BYTES = 48
 
-FREE, ACTIVE, EVICTED = 0, 1, 2
+FREE, ACTIVE, EVICTED, DETACHED = 0, 1, 2, 3
+"""Consumer entry states. Only the consumer itself makes an EVICTED or DETACHED entry ACTIVE
+again (when it runs again); a producer registers only consumers it has never seen."""
 
 SLOT_TABLE_OFFSET = PAGE
 SLOT_TABLE_WORD = SLOT_TABLE_OFFSET // 8

@@ -42,38 +42,60 @@ def find(ring: Ring, name: str) -> int | None:
 
 
 def register(ring: Ring, name: str) -> int:
-    """The consumer entry of ``name``, created with its cursor at ``write_seq`` if it has none.
+    """The producer's side: the entry of ``name``, created (ACTIVE, cursor at ``write_seq``) if it has none.
 
-    An evicted consumer comes back with the sequence numbers it missed counted.
+    An existing entry is returned as it is, whatever its state: a store that was evicted
+    or stopped for good is made active again only by itself (:func:`reactivate`), never
+    by a producer whose routes still name it for a moment.
     """
 
     def do() -> int:
-        now = time.monotonic_ns()
         found = find(ring, name)
         if found is not None:
-            if ring.entry(found, L.C_STATE) == L.EVICTED:
-                write = ring.write_seq
-                missed = ring.entry(found, L.C_MISSED) + max(0, write - ring.entry(found, L.C_CURSOR))
-                ring.set_entry(found, L.C_MISSED, missed)
-                ring.set_entry(found, L.C_CURSOR, write)
-                ring.set_entry(found, L.C_STATE, L.ACTIVE)
-            ring.set_entry(found, L.C_HEARTBEAT, now)
             return found
-        for i in range(L.MAX_CONSUMERS):
-            if ring.entry(i, L.C_STATE) == L.FREE:
-                ring.set_entry(i, L.C_CURSOR, ring.write_seq)
-                ring.set_entry(i, L.C_HEARTBEAT, now)
-                ring.set_entry(i, L.C_WAKEUP, 0)
-                ring.set_entry(i, L.C_MISSED, 0)
-                ring.set_entry(i, L.C_NAME_HASH, name_hash(name))
-                start = L.NAMES_OFFSET + i * L.NAME_BYTES
-                raw = name.encode()[: L.NAME_BYTES]
-                ring.mm[start : start + L.NAME_BYTES] = raw.ljust(L.NAME_BYTES, b"\0")
-                ring.set_entry(i, L.C_STATE, L.ACTIVE)
-                return i
-        raise DAQError(f"ring {ring.name} has no free consumer entry (at most {L.MAX_CONSUMERS})")
+        index = _free_entry(ring)
+        ring.set_entry(index, L.C_CURSOR, ring.write_seq)
+        ring.set_entry(index, L.C_HEARTBEAT, time.monotonic_ns())
+        ring.set_entry(index, L.C_WAKEUP, 0)
+        ring.set_entry(index, L.C_MISSED, 0)
+        ring.set_entry(index, L.C_NAME_HASH, name_hash(name))
+        start = L.NAMES_OFFSET + index * L.NAME_BYTES
+        raw = name.encode()[: L.NAME_BYTES]
+        ring.mm[start : start + L.NAME_BYTES] = raw.ljust(L.NAME_BYTES, b"\0")
+        ring.set_entry(index, L.C_STATE, L.ACTIVE)
+        return index
 
     return _locked(ring, do)
+
+
+def _free_entry(ring: Ring) -> int:
+    """A FREE entry, else the entry of a consumer that was stopped for good."""
+    for wanted in (L.FREE, L.DETACHED):
+        for i in range(L.MAX_CONSUMERS):
+            if ring.entry(i, L.C_STATE) == wanted:
+                return i
+    raise DAQError(f"ring {ring.name} has no free consumer entry (at most {L.MAX_CONSUMERS})")
+
+
+def reactivate(ring: Ring, name: str) -> int | None:
+    """The consumer's side, when it (re)starts: its EVICTED or DETACHED entry becomes ACTIVE at
+    ``write_seq``, what went by meanwhile added to its ``missed`` count. None: it has no entry."""
+
+    def do() -> int:
+        found = find(ring, name)
+        if found is None:
+            return -1
+        if ring.entry(found, L.C_STATE) in (L.EVICTED, L.DETACHED):
+            write = ring.write_seq
+            missed = ring.entry(found, L.C_MISSED) + max(0, write - ring.entry(found, L.C_CURSOR))
+            ring.set_entry(found, L.C_MISSED, missed)
+            ring.set_entry(found, L.C_CURSOR, write)
+            ring.set_entry(found, L.C_STATE, L.ACTIVE)
+        ring.set_entry(found, L.C_HEARTBEAT, time.monotonic_ns())
+        return found
+
+    index = _locked(ring, do)
+    return None if index < 0 else index
 
 
 def rejoin(ring: Ring, name: str) -> int:
@@ -99,12 +121,16 @@ def rejoin(ring: Ring, name: str) -> int:
 
 
 def detach(ring: Ring, name: str) -> None:
-    """A consumer that a person stopped (or that was removed) stops holding the producer back."""
+    """A consumer that a person stopped (or that was removed) stops holding the producer back.
+
+    Its entry stays (DETACHED, with its cursor) so that a producer does not register it
+    again, and so that, started again, it counts what went by meanwhile.
+    """
 
     def do() -> int:
         found = find(ring, name)
         if found is not None:
-            ring.set_entry(found, L.C_STATE, L.FREE)
+            ring.set_entry(found, L.C_STATE, L.DETACHED)
         return 0
 
     _locked(ring, do)

@@ -64,7 +64,9 @@ class RingTracker:
         self.read_pos = ring.cursor(index)
         self._next_release = self.read_pos
         self._released: set[int] = set()
-        self._lock = threading.Lock()
+        # Re-entrant: a guard's __del__ (which takes it) may run from a garbage collection
+        # that starts while this thread holds it.
+        self._lock = threading.RLock()
         self._mapping = pa.py_buffer(ring.mm)
         self.address = self._mapping.address
         self.outstanding = 0  # guards alive: zero-copy views into the mapping
@@ -72,12 +74,20 @@ class RingTracker:
         # Just after rejoining, the producer may not count this consumer yet: copy what is read.
         self.copy_until = 0.0
 
-    def restart_at(self, index: int) -> None:
-        """After an eviction: a new entry, reading from its (new) cursor; older slots are gone."""
+    def restart_at(self, index: int) -> int:
+        """After an eviction: the entry's cursor moved to the oldest slot still intact.
+
+        What was read already is not read again; releases of overwritten slots are ignored.
+        Returns how many payloads that were never read were overwritten.
+        """
         with self._lock:
             self.index = index
-            self.read_pos = self._next_release = self.ring.cursor(index)
-            self._released.clear()
+            oldest = self.ring.cursor(index)
+            lost = max(0, oldest - self.read_pos)
+            self.read_pos = max(self.read_pos, oldest)
+            self._next_release = oldest
+            self._released = {seq for seq in self._released if seq >= oldest}
+            return lost
 
     def release(self, seq: int) -> None:
         with self._lock:
@@ -148,14 +158,29 @@ class RingReader:
         if index is None:
             ring.close()
             return None
-        if ring.state(index) == L.EVICTED:
-            index = ring.register(self.consumer)
-            logger.error(
-                "[%s] was evicted from ring %s for being away too long; %d payload(s) missed",
-                self.consumer,
-                name,
-                ring.entry(index, L.C_MISSED),
-            )
+        state = ring.state(index)
+        if state in (L.EVICTED, L.DETACHED):
+            missed_before = ring.entry(index, L.C_MISSED)
+            found = ring.reactivate(self.consumer)
+            if found is None:
+                ring.close()
+                return None
+            index = found
+            missed = ring.entry(index, L.C_MISSED) - missed_before
+            if state == L.EVICTED:
+                logger.error(
+                    "[%s] was evicted from ring %s for being away too long; %d payload(s) missed",
+                    self.consumer,
+                    name,
+                    missed,
+                )
+            elif missed:
+                logger.warning(
+                    "[%s] reads ring %s again after being stopped; %d payload(s) went by meanwhile",
+                    self.consumer,
+                    name,
+                    missed,
+                )
         tracker = self.trackers[name] = RingTracker(ring, index)
         return tracker
 
@@ -241,9 +266,7 @@ class RingReader:
         """This consumer was evicted (gone too long) while it still runs: active again, the gap counted."""
         index = tracker.ring.rejoin(self.consumer)
         missed = tracker.ring.entry(index, L.C_MISSED)
-        before = tracker.read_pos
-        tracker.restart_at(index)
-        self.lost += max(0, tracker.read_pos - before)
+        self.lost += tracker.restart_at(index)
         tracker.copy_until = time.monotonic() + REJOIN_COPY_SECONDS
         logger.error(
             "[%s] was evicted from ring %s for being away too long; %d payload(s) missed in all",

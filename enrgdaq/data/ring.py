@@ -233,6 +233,9 @@ class Ring:
     def register(self, name: str) -> int:
         return membership.register(self, name)
 
+    def reactivate(self, name: str) -> int | None:
+        return membership.reactivate(self, name)
+
     def rejoin(self, name: str) -> int:
         return membership.rejoin(self, name)
 

@@ -65,11 +65,12 @@ class RingWriter:
             index = self._known.get(name)
             if (
                 index is not None
-                and ring.entry(index, L.C_STATE) == L.ACTIVE
+                and ring.entry(index, L.C_STATE) != L.FREE
                 and ring.entry(index, L.C_NAME_HASH) == self._hash(name)
             ):
                 continue
-            # New, or its entry was freed (it detached) or evicted meanwhile: (re)register it.
+            # New, or its entry was taken by another consumer meanwhile. An entry that is
+            # evicted or detached stays so: only the consumer itself comes back (reactivate).
             self._known[name] = ring.register(name)
             changed = True
         if changed:

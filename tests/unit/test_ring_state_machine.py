@@ -202,14 +202,19 @@ class RingMachine(RuleBasedStateMachine):
         consumer.reader.detach()
         consumer.reader.close()
         self.consumers.remove(consumer)
-        assert self.ring_writer.ring.find_consumer(consumer.name) is None
+        ring = self.ring_writer.ring
+        # Its entry stays, DETACHED: a producer whose routes still name it does not revive it.
+        assert ring.state(consumer.index) == L.DETACHED
+        self.ring_writer.ensure_consumers([c.name for c in self.consumers] + [consumer.name])
+        assert ring.state(consumer.index) == L.DETACHED
         self.detached.append(consumer.name)
         self.old_entries[consumer.name] = consumer.index
         # No refresh of the producer here: it must not drop for a consumer that is gone, even
         # before it re-reads the consumer table (every REFRESH_SECONDS).
 
     def _entry_still_free(self, name: str) -> bool:
-        return self.ring_writer.ring.state(self.old_entries[name]) == L.FREE
+        ring, index = self.ring_writer.ring, self.old_entries[name]
+        return ring.state(index) == L.DETACHED and ring.consumer_name(index) == name
 
     # -- the producer --------------------------------------------------------------------
     @rule(
