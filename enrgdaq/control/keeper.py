@@ -57,6 +57,11 @@ class LeaseKeeper(threading.Thread):
                         lost=True,
                     )
                 continue
+            if self.job is not None:
+                # A store's ring entries say it is alive from this thread too: a store busy for
+                # long in one write (a slow disk) is never evicted, so nothing it holds is
+                # overwritten; only a process that is gone stops counting.
+                self.job.ring_heartbeat()
             if answer == "stop":
                 self._ask_stop("stop requested")
             elif answer == "lost":

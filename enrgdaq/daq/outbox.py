@@ -65,6 +65,9 @@ class StoreOutbox:
         query.daq_job_info = self.info
         self._plane.publisher().send(query)
 
+    def ring_heartbeat(self) -> None:
+        """Say that this job is alive in the rings it reads (stores); called by the lease keeper."""
+
     def configure_data_plane(self, settings: DataPlaneSettings) -> None:
         """Called by the runner before ``start()``: where rings live, how big, which policy.
 

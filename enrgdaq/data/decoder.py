@@ -69,7 +69,16 @@ class SlotDecoder:
             head = LENGTHS.size + layout_len
             plan = self._plan(bytes(slot[LENGTHS.size : head]))
             message = plan.decoder.decode(slot[head : head + header_len])
-        except (msgspec.DecodeError, struct.error, UnicodeDecodeError, ValueError, pa.ArrowException) as exc:
+        except (
+            msgspec.DecodeError,
+            struct.error,
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            pa.ArrowException,
+        ) as exc:
             raise MessageError(f"corrupt ring slot: {exc}") from exc
         area = align(head + header_len)
         if plan.schema is not None:

@@ -34,7 +34,7 @@ class SlotEncoder:
         self._flat = True
         # The last table's encoded layout, buffers and size: a producer that hands the same
         # table object again (its buffers refilled in place, as a readout loop does) reuses them.
-        self._last: tuple[pa.Table, bytes, _Places, int] | None = None
+        self._last: tuple[pa.Table, bytes, _Places, int, str] | None = None
 
     def _remember(self, schema: pa.Schema) -> None:
         if self._schema is None or not schema.equals(self._schema):
@@ -48,9 +48,10 @@ class SlotEncoder:
             header = self._header.encode(message)
         elif isinstance(message, DAQJobMessageStoreRaw):
             data = message.data
-            places = [(0, _bytes_view(data))]
-            total = align(len(data))
-            layout = self._layout.encode(SlotLayout(type_name=type(message).__name__, raw=[0, len(data)]))
+            view = _bytes_view(data)  # its size in bytes, whatever the item size of what was given
+            places = [(0, view)]
+            total = align(view.nbytes)
+            layout = self._layout.encode(SlotLayout(type_name=type(message).__name__, raw=[0, view.nbytes]))
             message.data = b""
             try:
                 header = self._header.encode(message)
@@ -77,7 +78,7 @@ class SlotEncoder:
         self, table: pa.Table, type_name: str
     ) -> tuple[bytes, list[tuple[int, memoryview]], int]:
         last = self._last
-        if last is not None and last[0] is table:
+        if last is not None and last[0] is table and last[4] == type_name:
             return last[1], last[2], last[3]
         layout = SlotLayout(type_name=type_name, num_rows=table.num_rows)
         self._remember(table.schema)
@@ -88,8 +89,10 @@ class SlotEncoder:
         places = [(offset, _bytes_view(buffer)) for offset, buffer in found[0]]
         total = found[1]
         encoded = self._layout.encode(layout)
-        if self._flat:
-            self._last = (table, encoded, places, total)
+        # Reusable only while the places point at the table's own buffers: not for nested
+        # columns (one IPC stream, a copy) nor for columns of several chunks (combined, a copy).
+        if self._flat and all(column.num_chunks <= 1 for column in table.columns):
+            self._last = (table, encoded, places, total, type_name)
         return encoded, places, total
 
     def _buffer_places(self, table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, Any]], int]:

@@ -276,8 +276,10 @@ class RingReader:
         )
 
     def heartbeat(self) -> None:
-        for tracker in self.trackers.values():
-            tracker.ring.heartbeat(tracker.index)
+        """Safe from another thread (the lease keeper) while the store's thread reads."""
+        for tracker in list(self.trackers.values()):
+            with contextlib.suppress(ValueError, AttributeError):  # unmapped meanwhile (closing)
+                tracker.ring.heartbeat(tracker.index)
 
     def detach(self) -> None:
         """Stop holding producers back (a person stopped this consumer, or it was removed)."""

@@ -40,6 +40,7 @@ class DAQJobStore(DAQJob):
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         self._rings: RingReader | None = None
         self._unreleased: list[DAQJobMessage] = []
+        self._naps = len(RING_NAPS_SECONDS)  # naps taken since the last payload (all: ask for wake-ups)
         super().__init__(config, *args, **kwargs)
 
     def _subscriptions(self) -> list[bytes]:
@@ -66,14 +67,13 @@ class DAQJobStore(DAQJob):
         now = time.monotonic()
         next_poll, next_inbound = now + RING_POLL_SECONDS, now
         rings = self._rings
-        naps = len(RING_NAPS_SECONDS)
         while not self._has_been_freed:
             timeout = 0
             if self._drain_ring(None):
-                naps = 0
-            elif rings is not None and rings.trackers and naps < len(RING_NAPS_SECONDS):
-                time.sleep(RING_NAPS_SECONDS[naps])
-                naps += 1
+                pass
+            elif rings is not None and rings.trackers and self._naps < len(RING_NAPS_SECONDS):
+                time.sleep(RING_NAPS_SECONDS[self._naps])
+                self._naps += 1
             elif rings is None or not rings.arm():
                 timeout = STORE_POLL_MILLISECONDS
             now = time.monotonic()
@@ -103,6 +103,8 @@ class DAQJobStore(DAQJob):
         if self._rings is None:
             return 0
         messages = self._rings.drain(name)
+        if messages:
+            self._naps = 0  # (also after a wake-up) look again soon before asking for the next one
         deliver = self._deliver
         for message in messages:
             deliver(message)
@@ -116,6 +118,11 @@ class DAQJobStore(DAQJob):
         self._rings.scan()
         self._rings.heartbeat()
         self._drain_ring(None)
+
+    def ring_heartbeat(self) -> None:
+        rings = self._rings
+        if rings is not None:
+            rings.heartbeat()
 
     def _release_flushed(self) -> None:
         """Give ring slots back once what they held is written out (a crash then loses nothing)."""

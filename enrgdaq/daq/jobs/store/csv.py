@@ -134,7 +134,8 @@ class DAQJobStoreCSV(DAQJobStore):
         if isinstance(message, DAQJobMessageStorePyArrow):
             table = message.get_table()
             target.write(list(table.column_names), _table_body(table), table.num_rows)
-            message.release()
+            # Not released here: the store loop gives the ring slot back once the rows are
+            # flushed, so that a crash before the flush loses nothing (the slot is read again).
         elif isinstance(message, DAQJobMessageStoreTabular):
             rows = _tabular_rows(message)
             buf = io.StringIO()
