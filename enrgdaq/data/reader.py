@@ -73,6 +73,7 @@ class RingTracker:
         self._close_when_free = False
         # Just after rejoining, the producer may not count this consumer yet: copy what is read.
         self.copy_until = 0.0
+        self.retired = False  # its file was replaced or removed: read to the end, then unmapped
 
     def restart_at(self, index: int) -> int:
         """After an eviction: the entry's cursor moved to the oldest slot still intact.
@@ -137,14 +138,34 @@ class RingReader:
         self.corrupted = 0
 
     def scan(self) -> None:
-        """Attach to every ring file of the run directory that has an entry for this consumer."""
+        """Attach to every ring file of the run directory that has an entry for this consumer.
+
+        A ring file that was replaced (its producer came back with another geometry) or
+        removed is retired: read to its end, then unmapped.
+        """
         try:
             names = [n for n in os.listdir(self.run_dir) if n.startswith(RING_PREFIX)]
         except FileNotFoundError:
             return
+        for name, tracker in list(self.trackers.items()):
+            if not tracker.retired and not self._same_file(name, tracker):
+                tracker.retired = True
+                del self.trackers[name]
+                self.trackers[f"{name}#retired-{tracker.ring.inode}"] = tracker
+                logger.info(
+                    "[%s] ring %s was replaced or removed; reading the old one to its end",
+                    self.consumer,
+                    name,
+                )
         for name in names:
             if name not in self.trackers:
                 self.track(name)
+
+    def _same_file(self, name: str, tracker: RingTracker) -> bool:
+        try:
+            return os.stat(os.path.join(self.run_dir, name)).st_ino == tracker.ring.inode
+        except FileNotFoundError:
+            return False
 
     def track(self, name: str) -> RingTracker | None:
         tracker = self.trackers.get(name)
@@ -202,6 +223,9 @@ class RingReader:
         seq = tracker.read_pos
         end = min(ring.write_seq, seq + limit)
         if seq >= end:
+            if tracker.retired:  # read to its end: its producer writes into the new file
+                self._forget(tracker)
+                return
             ring.heartbeat(index)
             return
         copying = bool(tracker.copy_until) and time.monotonic() < tracker.copy_until
@@ -245,6 +269,13 @@ class RingReader:
                 tracker.outstanding -= unguarded
         tracker.read_pos = seq
         ring.heartbeat(index)
+
+    def _forget(self, tracker: RingTracker) -> None:
+        for key, found in list(self.trackers.items()):
+            if found is tracker:
+                del self.trackers[key]
+        with contextlib.suppress(BufferError):
+            tracker.close()
 
     def arm(self) -> bool:
         """Before waiting for a wake-up: ask every producer for one; True if data came meanwhile.

@@ -73,6 +73,7 @@ class Ring:
         self.path = path
         self.name = os.path.basename(path)
         self._fd = fd
+        self._inode = os.fstat(fd).st_ino
         self.mm = mm
         self.mm_view = memoryview(mm)
         self.words = self.mm_view[: L.data_offset(1)].cast("Q")
@@ -96,9 +97,7 @@ class Ring:
             fcntl.flock(fd, fcntl.LOCK_EX)
             existing = os.fstat(fd).st_size
             if existing != size or not cls._looks_valid(fd, slot_count, slot_size):
-                os.ftruncate(fd, 0)
-                os.ftruncate(fd, size)
-                cls._format(fd, slot_count, slot_size)
+                fd = cls._replace(path, fd, slot_count, slot_size)
             ring = cls(path, fd, mmap.mmap(fd, size))
             ring.words[L.PRODUCER_PID_W] = os.getpid()
             ring.words[L.PRODUCER_EPOCH_W] += 1
@@ -109,6 +108,37 @@ class Ring:
         finally:
             with contextlib.suppress(OSError, ValueError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @classmethod
+    def _replace(cls, path: str, old_fd: int, slot_count: int, slot_size: int) -> int:
+        """A new, formatted file renamed over ``path``; returns its fd, locked.
+
+        Never resized in place: a store that still maps the old file (another geometry, a
+        restarted producer) would die of SIGBUS; it keeps reading the old file instead and
+        moves to the new one (see ``RingReader.scan``).
+        """
+        directory, name = os.path.split(path)
+        temporary = os.path.join(directory, f".{name}.new-{os.getpid()}")  # not a ring- name
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, L.file_size(slot_count, slot_size))
+            cls._format(fd, slot_count, slot_size)
+            os.rename(temporary, path)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        with contextlib.suppress(OSError, ValueError):
+            fcntl.flock(old_fd, fcntl.LOCK_UN)
+        os.close(old_fd)
+        return fd
+
+    @property
+    def inode(self) -> int:
+        """The mapped file's inode: a ring file replaced under the same name has another one."""
+        return self._inode
 
     @staticmethod
     def _format(fd: int, slot_count: int, slot_size: int) -> None:
