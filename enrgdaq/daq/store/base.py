@@ -69,13 +69,12 @@ class DAQJobStore(DAQJob):
         rings = self._rings
         while not self._has_been_freed:
             timeout = 0
-            if self._drain_ring(None):
-                pass
-            elif rings is not None and rings.trackers and self._naps < len(RING_NAPS_SECONDS):
-                time.sleep(RING_NAPS_SECONDS[self._naps])
-                self._naps += 1
-            elif rings is None or not rings.arm():
-                timeout = STORE_POLL_MILLISECONDS
+            if not self._drain_ring(None):
+                if rings is not None and rings.trackers and self._naps < len(RING_NAPS_SECONDS):
+                    time.sleep(RING_NAPS_SECONDS[self._naps])
+                    self._naps += 1
+                elif rings is None or not rings.arm():
+                    timeout = STORE_POLL_MILLISECONDS
             now = time.monotonic()
             if timeout or now >= next_inbound:  # busy with rings: the message plane every millisecond
                 self._process_inbound(timeout_ms=timeout)
