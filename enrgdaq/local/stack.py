@@ -225,6 +225,8 @@ class Stack:
             beat_due = time.monotonic() + BEAT_START_LATEST_SECONDS
             while not self._stop_requested:
                 time.sleep(0.1)
+                if self._stop_requested:
+                    break  # not one more round (no beat started, no child restarted) before stopping
                 if beat_due and (time.monotonic() > beat_due or self._jobs_started()):
                     # Nothing at start-up waits for beat: it starts once the jobs run, leaving the
                     # two cores to the workers' start-up first.
