@@ -34,30 +34,30 @@ def flower_tasks(port: int, auth: str) -> dict[str, dict[str, object]]:
         return {}
 
 
-def test_enrgdaq_up_runs_the_examples_shows_them_in_flower_and_stops_cleanly(tmp_path) -> None:
-    workdir = str(tmp_path)
+def start_up(workdir: str, *options: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``enrgdaq up configs/`` in a copy of the examples, as a user starts it; output in up.out."""
     shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENRGDAQ_")}
-    env["FLOWER_BASIC_AUTH"] = "operator:test-secret"
-    port = free_port()
-    log_path = os.path.join(workdir, "up.out")
-    with open(log_path, "wb") as log:
-        up = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "enrgdaq.cli.main",
-                "up",
-                "configs/",
-                "--flower",
-                "--flower-port",
-                str(port),
-            ],
+    with open(os.path.join(workdir, "up.out"), "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", *options],
             cwd=workdir,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def user_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ENRGDAQ_")}
+
+
+def test_enrgdaq_up_runs_the_examples_shows_them_in_flower_and_stops_cleanly(tmp_path) -> None:
+    workdir = str(tmp_path)
+    env = user_env()
+    env["FLOWER_BASIC_AUTH"] = "operator:test-secret"
+    port = free_port()
+    log_path = os.path.join(workdir, "up.out")
+    up = start_up(workdir, "--flower", "--flower-port", str(port), env=env)
     try:
         wait_for(lambda: len(csv_rows(os.path.join(workdir, "out"))) >= 3, 30, "rows on disk")
 
@@ -120,16 +120,7 @@ def test_enrgdaq_up_runs_the_examples_shows_them_in_flower_and_stops_cleanly(tmp
 def test_ctrl_c_pressed_again_and_again_still_stops_cleanly(tmp_path) -> None:
     """A user who hammers Ctrl-C: every signal after the first must not wedge the shutdown."""
     workdir = str(tmp_path)
-    shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENRGDAQ_")}
-    with open(os.path.join(workdir, "up.out"), "wb") as log:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", "--quiet"],
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    up = start_up(workdir, "--quiet", env=user_env())
     try:
         wait_for(lambda: len(csv_rows(os.path.join(workdir, "out"))) >= 1, 30, "rows on disk")
     finally:
