@@ -13,7 +13,8 @@ from datetime import timedelta
 import pyarrow as pa
 
 from enrgdaq.daq.base import DAQJob
-from enrgdaq.daq.models import DAQJobConfig
+from enrgdaq.daq.jobs.store.csv import DAQJobStoreCSV, DAQJobStoreCSVConfig
+from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
 from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, StorableDAQJobConfig
 
 
@@ -90,3 +91,22 @@ class DAQJobSlowRestart(DAQJobLifeLog):
     """Like DAQJobLifeLog, with a long restart offset (a restart stays pending for a while)."""
 
     restart_offset = timedelta(seconds=6)
+
+
+class DAQJobStoreSlowCSVConfig(DAQJobStoreCSVConfig):
+    """``stall_after``: after this many messages, one write takes ``stall_seconds`` (a slow disk)."""
+
+    stall_after: int = 50
+    stall_seconds: float = 3.0
+
+
+class DAQJobStoreSlowCSV(DAQJobStoreCSV):
+    """A CSV store whose disk stalls once: the store stays alive but its loop is stuck for a while."""
+
+    config_type = DAQJobStoreSlowCSVConfig
+
+    def handle_message(self, message: DAQJobMessage) -> bool:
+        self._handled = getattr(self, "_handled", 0) + 1
+        if self._handled == self.config.stall_after:
+            time.sleep(self.config.stall_seconds)
+        return super().handle_message(message)
