@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from enrgdaq.daq.models import DAQJobInfo, DAQJobMessage, DAQJobMessageRingNotify, DAQJobMessageStoreQuery
-from enrgdaq.daq.stats import JobCounters
+from enrgdaq.daq.stats import JobCounters, worth_a_line
 from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
 from enrgdaq.daq.store.routing import store_names_of_topics
 from enrgdaq.daq.topics import Topic
@@ -93,15 +93,13 @@ class StoreOutbox:
             consumers = self._store_targets(message.topics)[1]
         return self._send_through_ring(message, consumers)
 
-    def _send_through_ring(self, message: DAQJobMessage, consumers: list[str] | None = None) -> bool:
-        """Put a store payload for stores of this node in the ring; False: send it inline."""
+    def _send_through_ring(self, message: DAQJobMessage, consumers: list[str]) -> bool:
+        """Put a store payload for ``consumers`` (stores of this node) in the ring; False: send it inline."""
         settings = self._data_plane
         if settings is None or not settings.enabled or not self._use_shm:
             return False
         if not isinstance(message, _RING_PAYLOADS):
             return False
-        if consumers is None:
-            consumers = self._store_targets(message.topics)[1]
         if not consumers:
             return False
         writer = self._ring_writer
@@ -118,7 +116,7 @@ class StoreOutbox:
         if seq is None:
             self.counters.dropped += 1
             dropped = self.counters.dropped
-            if dropped in (1, 10, 100) or dropped % 1000 == 0:
+            if worth_a_line(dropped - 1, dropped):
                 self._logger.warning(
                     "ring_policy drop: %d payload(s) dropped so far, the stores were too slow (%s)",
                     dropped,
@@ -161,13 +159,9 @@ class StoreOutbox:
             self._targets[key] = found
         return found
 
-    def _await_routes(self, message: DAQJobMessage) -> None:
-        """Hold a new producer's first store messages until their stores subscribe."""
-        if not self._store_targets(message.topics)[0]:
-            return
-        self._hold_for_stores(message)
-
     def _hold_for_stores(self, message: DAQJobMessage) -> None:
+        """Hold a new producer's first store messages until all their stores subscribe (up to
+        ``ROUTES_GRACE_SECONDS`` from its start); count a message that no store at all takes."""
         wanted = store_names_of_topics(message.topics)
         self._ask_for_stores()
         deadline = self._started_monotonic + ROUTES_GRACE_SECONDS
@@ -177,8 +171,10 @@ class StoreOutbox:
             if not missing:
                 return
             if time.monotonic() >= deadline or self._has_been_freed:
+                if len(missing) < len(wanted):
+                    return  # a store of another class that takes this config has it
                 self.counters.unrouted += 1
-                if self.counters.unrouted in (1, 10, 100) or self.counters.unrouted % 1000 == 0:
+                if worth_a_line(self.counters.unrouted - 1, self.counters.unrouted):
                     self._logger.warning(
                         "no running store for %s: %d message(s) sent with nobody listening",
                         ", ".join(missing),

@@ -11,6 +11,12 @@ from enrgdaq.daq.models import DAQJobLatencyStats, DAQJobMessage
 LATENCY_SAMPLES = 1000
 
 
+def worth_a_line(before: int, after: int) -> bool:
+    """Whether a growing count of trouble (drops, losses) deserves a log line now: when it passes
+    1, 10, 100 and then every 1000, so that days of running give a few lines, not a flood."""
+    return any(before < mark <= after for mark in (1, 10, 100)) or after // 1000 > before // 1000
+
+
 class JobCounters:
     """Plain counters; written by the job's threads, read by the lease keeper."""
 

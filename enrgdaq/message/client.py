@@ -20,6 +20,7 @@ from collections.abc import Callable
 import zmq
 
 from enrgdaq.daq.models import DAQJobMessage
+from enrgdaq.daq.stats import worth_a_line
 from enrgdaq.daq.topics import Topic, from_wire
 from enrgdaq.errors import MessageError
 from enrgdaq.message.sequence import GapCounter, Stamper
@@ -127,7 +128,7 @@ class MessagePlaneClient:
         gap = self._gaps.see(frames[0].bytes)
         if gap:
             lost = self._gaps.lost
-            if _worth_a_line(lost - gap, lost):
+            if worth_a_line(lost - gap, lost):
                 self.log.warning(
                     "%d message(s) lost on the message plane before one on %s (%d in all); "
                     "a high-water mark was reached",
@@ -207,11 +208,6 @@ class MessagePlaneClient:
             self._publishers.clear()
         self.sub.close(0)
         self.context.term()
-
-
-def _worth_a_line(before: int, after: int) -> bool:
-    """Log a growing count when it passes 1, 10, 100 and then every 1000 (days of running, few lines)."""
-    return any(before < mark <= after for mark in (1, 10, 100)) or after // 1000 > before // 1000
 
 
 def own_topic(unique_id: str) -> str:
