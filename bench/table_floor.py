@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from enrgdaq.bench.runner import reap
+
 HEADER = 4096
 SLOTS = 32
 WAIT_SECONDS = 50e-6
@@ -106,10 +108,7 @@ def run(values: int, count: int) -> tuple[float, float, int]:
         result: tuple[float, float, int] = out.get(timeout=300)
         return result
     finally:
-        for proc in procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
+        reap(procs)
         os.unlink(path)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from enrgdaq.bench.runner import ring_geometry
+from enrgdaq.bench.runner import reap, ring_geometry
 
 HEADER = 4096
 WAIT_SECONDS = 50e-6  # both sides sleep while they wait, as the ring's own ends do
@@ -84,9 +84,7 @@ def bare_ring(values: int, seconds: float) -> tuple[float, float, int]:
         del counters, data
         mm.close()
     finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
+        reap([proc])
         os.unlink(path)
     elapsed = max((last - first) / 1e9, 1e-9)
     return (count - 1) / elapsed, count * values * 16 / elapsed / 1e9, corrupted

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from enrgdaq.bench.runner import ring_geometry
+from enrgdaq.bench.runner import reap, ring_geometry
 
 
 def memcpy_gbps(values: int, seconds: float) -> tuple[float, float]:
@@ -100,9 +100,7 @@ def zmq_inline(values: int, count: int) -> dict[str, Any]:
             pub.send_multipart([a.data, b.data], copy=False)
         first, last, received, lost, corrupted, latencies = out.get(timeout=60)
     finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
+        reap([proc])
         pub.close(0)
         ctx.term()
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -77,6 +77,15 @@ def _source_main(
     source.free()
 
 
+def reap(procs: list[Any]) -> None:
+    """Wait for the benchmark's processes; one that hangs is killed (nothing is left running)."""
+    for proc in procs:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
 def _profiled(fn: Any, name: str) -> None:
     """Run ``fn``; with ENRGDAQ_BENCH_PROFILE=DIR, under cProfile, saved as DIR/<name>.prof."""
     directory = os.environ.get("ENRGDAQ_BENCH_PROFILE")
@@ -143,10 +152,6 @@ def run_path(
         elapsed = (sink_result.last_ns - sink_result.first_ns) / 1e9
         return Outcome(result=sink_result, elapsed_s=elapsed, cpu_sink_s=cpu_sink, cpu_sources_s=cpu_sources)
     finally:
-        for proc in procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        reap(procs)
         proxy.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
