@@ -15,11 +15,13 @@ None at once instead of waiting, so "would have to wait" is observable.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,9 +177,9 @@ class RingMachine(RuleBasedStateMachine):
     def add_consumer(self, again: bool) -> None:
         """A new consumer, or (``again``) one that was detached and is started again."""
         writer = self.ring_writer
-        # Only a name whose old entry nobody took meanwhile: a taken one is never registered
-        # again (test_a_consumer_whose_entry_was_taken_meanwhile_is_registered_again).
-        returning = [n for n in self.detached if self._entry_still_free(n)]
+        # Only a name whose DETACHED entry is still its own (a full table lets a new store take
+        # it: test_a_stopped_consumers_entry_is_taken_only_when_no_entry_is_free).
+        returning = [n for n in self.detached if self._entry_still_its_own(n)]
         if again and returning:
             name = returning[0]
             self.detached.remove(name)
@@ -212,7 +214,7 @@ class RingMachine(RuleBasedStateMachine):
         # No refresh of the producer here: it must not drop for a consumer that is gone, even
         # before it re-reads the consumer table (every REFRESH_SECONDS).
 
-    def _entry_still_free(self, name: str) -> bool:
+    def _entry_still_its_own(self, name: str) -> bool:
         ring, index = self.ring_writer.ring, self.old_entries[name]
         return ring.state(index) == L.DETACHED and ring.consumer_name(index) == name
 
@@ -446,6 +448,21 @@ def drop_writer(run_dir: str, slots: int = 4) -> RingWriter:
     )
 
 
+@pytest.fixture
+def ring(run_dir: str) -> Iterator[tuple[RingWriter, RingReader]]:
+    """A ``drop`` producer and its one consumer ``store``, registered and attached."""
+    writer = drop_writer(run_dir)
+    reader = RingReader("store", run_dir)
+    writer.ensure_consumers(["store"])
+    reader.scan()
+    try:
+        yield writer, reader
+    finally:
+        gc.collect()  # the last tables of a failed test: their slots go before the unmap
+        reader.close()
+        writer.close()
+
+
 def test_a_detached_consumer_that_comes_back_is_registered_again(run_dir: str) -> None:
     writer = drop_writer(run_dir)
     reader = RingReader("store", run_dir)
@@ -467,88 +484,74 @@ def test_a_detached_consumer_that_comes_back_is_registered_again(run_dir: str) -
         writer.close()
 
 
-def test_a_consumer_whose_entry_was_taken_meanwhile_is_registered_again(run_dir: str) -> None:
+def test_a_stopped_consumers_entry_is_taken_only_when_no_entry_is_free(run_dir: str) -> None:
+    """The table is full: a new store takes the entry of one stopped for good; that one, started
+    again, gets another free entry and reads on."""
     writer = drop_writer(run_dir)
-    first = RingReader("a", run_dir)
-    again = RingReader("a", run_dir)
+    first, again = RingReader("a", run_dir), RingReader("a", run_dir)
+    others = [f"x{i}" for i in range(L.MAX_CONSUMERS - 1)]
     try:
-        writer.ensure_consumers(["a"])
+        writer.ensure_consumers(["a", *others])  # every entry taken
         first.scan()
-        first.detach()  # "a" is stopped for good; its entry is free
-        writer.ensure_consumers(["b"])  # a new store takes that entry
-        writer.ensure_consumers(["b", "a"])  # ... and "a" is started again
+        old_entry = writer.ring.find_consumer("a")
+        first.detach()  # "a" is stopped for good
+        x0 = RingReader("x0", run_dir)
+        x0.scan()
+        x0.detach()  # and so is x0 (its entry comes later)
+        x0.close()
+        writer.ensure_consumers(["b", *others[1:]])  # a new store: no FREE entry, it takes a's
+        assert writer.ring.find_consumer("b") == old_entry
+        writer.ensure_consumers(["b", *others[1:], "a"])  # "a" is started again: x0's entry
         again.scan()
+        assert writer.ring.find_consumer("a") not in (None, old_entry)
         assert writer.write(Payload(0, raw=b"for a and b").message()) == 0
         assert [m.data for m in again.drain()] == [b"for a and b"]  # type: ignore[attr-defined]
     finally:
+        gc.collect()
         first.close()
         again.close()
         writer.close()
 
 
-def test_an_evicted_consumer_that_is_still_running_is_active_again_after_its_next_drain(run_dir: str) -> None:
-    writer = drop_writer(run_dir)
-    reader = RingReader("store", run_dir)
+def test_an_evicted_consumer_that_is_still_running_is_active_again_after_its_next_drain(ring) -> None:
+    writer, reader = ring
+    index = writer.ring.find_consumer("store")
+    assert index is not None
+    assert writer.ring.evict_stale(-1) == ["store"]  # as if it had been away too long
+    for number in range(6):  # more than the ring holds: it misses two
+        assert writer.write(Payload(number, raw=bytes([number])).message()) == number
+    received = reader.drain()
+    assert reader.lost == 2
+    assert [m.data for m in received] == [bytes([n]) for n in range(2, 6)]  # type: ignore[attr-defined]
+    received.clear()
+    # It is alive: from now on it holds the producer back again (nothing more is lost).
+    assert writer.ring.state(index) == L.ACTIVE
+    writer.refresh()
+    assert [writer.write(Payload(n, raw=b"x").message()) for n in range(6, 11)] == [6, 7, 8, 9, None]
+
+
+def test_a_detached_consumer_no_longer_causes_drops(ring) -> None:
+    writer, reader = ring
+    assert [writer.write(Payload(n, raw=b"x").message()) for n in range(5)] == [0, 1, 2, 3, None]
+    reader.detach()  # the store is stopped for good: nobody holds the ring any more
+    assert writer.write(Payload(5, raw=b"x").message()) == 4
+    assert writer.stats()["dropped"] == 1
+
+
+def test_a_table_sent_again_after_a_nested_one_keeps_its_schema(ring) -> None:
+    writer, reader = ring
     received: list[DAQJobMessage] = []
+    flat, nested = make_table(1, 3, nested=False), make_table(2, 3, nested=True)
+    for table in (flat, nested, flat):
+        assert writer.write(Payload(0, table=table).message()) is not None
+    error = None
     try:
-        writer.ensure_consumers(["store"])
-        reader.scan()
-        index = writer.ring.find_consumer("store")
-        assert index is not None
-        assert writer.ring.evict_stale(-1) == ["store"]  # as if it had been away too long
-        for number in range(6):  # more than the ring holds: it misses two
-            assert writer.write(Payload(number, raw=bytes([number])).message()) == number
         received = reader.drain()
-        assert reader.lost == 2
-        assert [m.data for m in received] == [bytes([n]) for n in range(2, 6)]  # type: ignore[attr-defined]
-        # It is alive: from now on it holds the producer back again (nothing more is lost).
-        assert writer.ring.state(index) == L.ACTIVE
-        writer.refresh()
-        assert [writer.write(Payload(n, raw=b"x").message()) for n in range(6, 11)] == [6, 7, 8, 9, None]
-    finally:
-        received.clear()
-        reader.close()
-        writer.close()
-
-
-def test_a_detached_consumer_no_longer_causes_drops(run_dir: str) -> None:
-    writer = drop_writer(run_dir)
-    reader = RingReader("store", run_dir)
-    try:
-        writer.ensure_consumers(["store"])
-        reader.scan()
-        assert [writer.write(Payload(n, raw=b"x").message()) for n in range(5)] == [0, 1, 2, 3, None]
-        writer.refresh()  # whatever the time since the last one: the next is 0.5 s away
-        reader.detach()  # the store is stopped for good: nobody holds the ring any more
-        assert writer.write(Payload(5, raw=b"x").message()) == 4
-        assert writer.stats()["dropped"] == 1
-    finally:
-        reader.close()
-        writer.close()
-
-
-def test_a_table_sent_again_after_a_nested_one_keeps_its_schema(run_dir: str) -> None:
-    writer = drop_writer(run_dir)
-    reader = RingReader("store", run_dir)
-    received: list[DAQJobMessage] = []
-    try:
-        writer.ensure_consumers(["store"])
-        reader.scan()
-        flat, nested = make_table(1, 3, nested=False), make_table(2, 3, nested=True)
-        for table in (flat, nested, flat):
-            assert writer.write(Payload(0, table=table).message()) is not None
-        error = None
-        try:
-            received = reader.drain()
-        except ValueError as exc:  # kept as text: a traceback would keep the slots' guards alive
-            error = repr(exc)
-        assert error is None, f"drain raised {error}"
-        tables = [m.get_table() for m in received]  # type: ignore[attr-defined]
-        assert [t.equals(e) for t, e in zip(tables, (flat, nested, flat), strict=True)] == [True] * 3
-    finally:
-        received.clear()
-        reader.close()
-        writer.close()
+    except ValueError as exc:  # kept as text: a traceback would keep the slots' guards alive
+        error = repr(exc)
+    assert error is None, f"drain raised {error}"
+    tables = [m.get_table() for m in received]  # type: ignore[attr-defined]
+    assert [t.equals(e) for t, e in zip(tables, (flat, nested, flat), strict=True)] == [True] * 3
 
 
 USE_AFTER_CLOSE = """
@@ -599,26 +602,18 @@ def test_a_dictionary_column_goes_through_the_ring(run_dir: str) -> None:
     assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr[-2000:]
 
 
-def test_an_extension_column_goes_through_the_ring(run_dir: str) -> None:
-    writer = drop_writer(run_dir)
-    reader = RingReader("store", run_dir)
+def test_an_extension_column_goes_through_the_ring(ring) -> None:
+    writer, reader = ring
     received: list[DAQJobMessage] = []
+    tensor = pa.fixed_shape_tensor(pa.int32(), [2])
+    storage = pa.array([[1, 2], [3, 4]], pa.list_(pa.int32(), 2))
+    table = pa.table({"t": pa.ExtensionArray.from_storage(tensor, storage)})
+    assert writer.write(Payload(1, table=table).message()) == 0
+    error = None
     try:
-        writer.ensure_consumers(["store"])
-        reader.scan()
-        tensor = pa.fixed_shape_tensor(pa.int32(), [2])
-        storage = pa.array([[1, 2], [3, 4]], pa.list_(pa.int32(), 2))
-        table = pa.table({"t": pa.ExtensionArray.from_storage(tensor, storage)})
-        assert writer.write(Payload(1, table=table).message()) == 0
-        error = None
-        try:
-            received = reader.drain()
-        except ValueError as exc:  # kept as text: a traceback would keep the slot's guard alive
-            error = repr(exc)
-        assert error is None, f"drain raised {error}"
-        assert len(received) == 1
-        assert received[0].get_table().equals(table)  # type: ignore[attr-defined]
-    finally:
-        received.clear()
-        reader.close()
-        writer.close()
+        received = reader.drain()
+    except ValueError as exc:  # kept as text: a traceback would keep the slot's guard alive
+        error = repr(exc)
+    assert error is None, f"drain raised {error}"
+    assert len(received) == 1
+    assert received[0].get_table().equals(table)  # type: ignore[attr-defined]
