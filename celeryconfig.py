@@ -7,15 +7,14 @@ no result backend, task events on for Flower, and a soft shutdown window in
 which jobs flush and stop.
 """
 
-import os
-
 from enrgdaq.constants import (
     DAQ_SUPERVISOR_HEARTBEAT_MESSAGE_INTERVAL_SECONDS,
     DAQ_SUPERVISOR_ROUTES_MESSAGE_INTERVAL_SECONDS,
     DAQ_SUPERVISOR_STATS_MESSAGE_INTERVAL_SECONDS,
 )
+from enrgdaq.settings import redis_url
 
-broker_url = os.environ.get("ENRGDAQ_REDIS_URL", "redis://127.0.0.1:6379/0")
+broker_url = redis_url(None)
 broker_connection_retry_on_startup = True
 broker_transport_options = {"health_check_interval": 10, "socket_keepalive": True}
 result_backend = None

@@ -45,6 +45,11 @@ class ConfigError(DAQError):
         return ": ".join(parts) + (": " if parts else "")
 
 
+class ConfigValueError(ConfigError, ValueError):
+    """Raised by a config struct's own checks (``__post_init__``): a ValueError too, which is what
+    msgspec turns into a validation error located at the field."""
+
+
 class UnknownJobTypeError(ConfigError):
     """Raised when ``daq_job_type`` names no registered job class."""
 
@@ -53,8 +58,16 @@ class PluginImportError(ConfigError):
     """Raised when a plugin module listed in ``plugins`` or in an entry point fails to import."""
 
 
-class MissingDependencyError(DAQError):
-    """Raised when a job or store needs an optional dependency that is not installed."""
+class ConfigDirNotFoundError(ConfigError, ValueError):
+    """Raised when the config directory does not exist (a ValueError too, as in the original)."""
+
+
+class MissingDependencyError(ConfigError):
+    """Raised when a job or store needs an optional dependency that is not installed.
+
+    A config error: the file asks for something this installation cannot do, and
+    running it again will not help until the extra is installed.
+    """
 
     def __init__(self, what: str, extra: str, cause: BaseException | None = None) -> None:
         detail = f" ({cause})" if cause else ""
@@ -77,5 +90,15 @@ class MessageError(DAQError):
     """Raised when a message cannot be encoded or a received frame cannot be decoded."""
 
 
+class MessageRejectedError(MessageError):
+    """Raised when a job is handed a message of a type it does not take."""
+
+
 class DAQJobStopError(DAQError):
     """Raised inside a job to end its loop because a stop was requested (original name)."""
+
+
+class StoreWriteError(DAQError):
+    """Raised by a store when a write failed for a reason that may pass (a database down, a disk
+    full): the store keeps the message(s) and retries with backoff (an ``OSError`` means the same).
+    Raise it only when nothing of the message was kept, since the message is handed again."""

@@ -10,8 +10,17 @@ from __future__ import annotations
 import logging
 import re
 from enum import StrEnum
+from typing import Annotated, Literal
 
 import msgspec
+
+from enrgdaq.errors import ConfigValueError
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
+"""An interval: positive, at most a week (a longer one is a typo, e.g. milliseconds)."""
+RingMegabytes = Annotated[int, msgspec.Meta(ge=1, le=64 * 1024)]
+SlotKilobytes = Annotated[int, msgspec.Meta(ge=1, le=1024 * 1024)]
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 """Supervisor ids and job unique ids: they become topic names, Redis keys and
@@ -43,10 +52,10 @@ class SupervisorCNCConfig(_Strict):
     verbosity: LogVerbosity = LogVerbosity.INFO
     is_server: bool = False
     server_host: str = "localhost"
-    server_port: int = 1638
+    server_port: Port = 1638
     rest_api_enabled: bool = False
     rest_api_host: str = "localhost"
-    rest_api_port: int = 8000
+    rest_api_port: Port = 8000
 
 
 class SupervisorFederationConfig(_Strict):
@@ -86,24 +95,20 @@ class SupervisorConfig(_Strict):
     verbosity: LogVerbosity = LogVerbosity.INFO
     cnc: SupervisorCNCConfig | None = None
     federation: SupervisorFederationConfig | None = None
-    ring_buffer_size_mb: int = 256
-    ring_buffer_slot_size_kb: int = 1024
+    ring_buffer_size_mb: RingMegabytes = 256
+    ring_buffer_slot_size_kb: SlotKilobytes = 1024
     redis_url: str | None = None
     run_dir: str | None = None
     plugins: list[str] = []
-    restart_backoff_max_seconds: float = 60.0
+    restart_backoff_max_seconds: Seconds = 60.0
     ring_enabled: bool = True
-    ring_policy: str = "block"
-    ring_block_timeout_seconds: float = 5.0
-    ring_consumer_timeout_seconds: float = 60.0
+    ring_policy: Literal["block", "drop"] = "block"
+    ring_block_timeout_seconds: Seconds = 5.0
+    ring_consumer_timeout_seconds: Seconds = 60.0
 
     def __post_init__(self) -> None:
-        if self.ring_buffer_slot_size_kb <= 0 or self.ring_buffer_size_mb <= 0:
-            raise ValueError("ring_buffer_size_mb and ring_buffer_slot_size_kb must be positive")
         if self.ring_buffer_slot_size_kb > self.ring_buffer_size_mb * 1024:
-            raise ValueError(
+            raise ConfigValueError(
                 f"ring_buffer_slot_size_kb ({self.ring_buffer_slot_size_kb}) is larger than the ring "
                 f"({self.ring_buffer_size_mb} MB): lower the slot size or raise ring_buffer_size_mb"
             )
-        if self.ring_policy not in ("block", "drop"):
-            raise ValueError(f"ring_policy must be 'block' or 'drop', not {self.ring_policy!r}")

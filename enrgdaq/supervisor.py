@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from enrgdaq.config.loader import JobSpec, load_job_dir, load_supervisor_config
+from enrgdaq import settings
+from enrgdaq.config.directory import problem_job_id, read_config_dir
+from enrgdaq.config.loader import JobSpec, load_supervisor_config
 from enrgdaq.constants import (
     DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS,
     DAQ_JOB_QUEUE_ACTION_TIMEOUT,
@@ -27,24 +29,22 @@ from enrgdaq.constants import (
     DAQ_SUPERVISOR_LOOP_INTERVAL_SECONDS,
     DAQ_SUPERVISOR_ROUTES_MESSAGE_INTERVAL_SECONDS,
     DAQ_SUPERVISOR_STATS_MESSAGE_INTERVAL_SECONDS,
-    REDIS_URL_ENV,
-    RUN_DIR_ENV,
     SESSION_ENV,
     SUPERVISOR_CONFIG_FILE_NAME,
 )
 from enrgdaq.control.connection import connect, redact
 from enrgdaq.control.dispatch import dispatch_due
 from enrgdaq.control.events import FailedTaskListenerProcess
-from enrgdaq.control.node import SupervisorRecord, default_run_dir, mark_alive, this_host
+from enrgdaq.control.lifecycle import JobState
+from enrgdaq.control.node import SupervisorRecord, mark_alive, this_host
 from enrgdaq.control.reconcile import Reconciler
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.shutdown import stop_all_jobs
 from enrgdaq.control.status import SupervisorStatus, collect_status
 from enrgdaq.control.sync import remove_orphaned_rings, sync_registry
 from enrgdaq.daq.process import DAQJobProcess
-from enrgdaq.daq.types import registry as job_types
 from enrgdaq.data.settings import DataPlaneSettings
-from enrgdaq.errors import ConfigError, DAQError
+from enrgdaq.errors import ConfigDirNotFoundError, ConfigError, DAQError
 from enrgdaq.message.proxy import MessageProxy
 from enrgdaq.models import SupervisorConfig
 
@@ -82,9 +82,13 @@ class Supervisor:
         celery_app: Any = None,
     ) -> None:
         self._daq_job_config_path = daq_job_config_path
-        if not os.path.exists(daq_job_config_path):
-            raise ValueError(f"DAQ job config path '{daq_job_config_path}' does not exist.")
+        if not os.path.isdir(daq_job_config_path):
+            raise ConfigDirNotFoundError(
+                f"DAQ job config path '{daq_job_config_path}' does not exist: "
+                "give the directory that holds the job TOML files"
+            )
         self._logger = logging.getLogger(__name__)
+        self._config_given = config is not None
         self.config = config if config is not None else self._load_supervisor_config()
         self._daq_jobs_to_load = daq_job_processes
         self.daq_job_processes = []
@@ -94,15 +98,11 @@ class Supervisor:
         self.problems: list[ConfigError] = []
         self._is_stopped = False
         self._app = celery_app
-        self.run_dir = (
-            os.environ.get(RUN_DIR_ENV) or self.config.run_dir or default_run_dir(self.supervisor_id)
-        )
+        self.run_dir = settings.run_dir(self.config)
         self.supervisor_xpub_url = f"ipc://{os.path.join(self.run_dir, 'xpub.sock')}"
         self.supervisor_xsub_url = f"ipc://{os.path.join(self.run_dir, 'xsub.sock')}"
-        self.redis_url = (
-            os.environ.get(REDIS_URL_ENV)
-            or self.config.redis_url
-            or (celery_app.conf.broker_url if celery_app is not None else "redis://127.0.0.1:6379/0")
+        self.redis_url = settings.configured_redis_url(self.config) or (
+            celery_app.conf.broker_url if celery_app is not None else settings.redis_url(None)
         )
         self.registry: JobRegistry | None = None
         self._proxy: MessageProxy | None = None
@@ -130,7 +130,6 @@ class Supervisor:
         """
         assert self.config is not None
         logging.getLogger("enrgdaq").setLevel(self.config.verbosity.to_logging_level())
-        self._load_plugins()
         self.registry = JobRegistry(connect(self.redis_url), self.supervisor_id)
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         self._proxy = MessageProxy(self.supervisor_xsub_url, self.supervisor_xpub_url)
@@ -148,20 +147,6 @@ class Supervisor:
             redact(self.redis_url),
             self.run_dir,
         )
-
-    def _load_plugins(self) -> None:
-        assert self.config is not None
-        for module in self.config.plugins:
-            try:
-                job_types.load_plugin(module)
-            except ConfigError as exc:
-                located = ConfigError(
-                    exc.message,
-                    file=os.path.join(self._daq_job_config_path, SUPERVISOR_CONFIG_FILE_NAME),
-                    field="plugins",
-                )
-                self.problems.append(located)
-                self._logger.error("%s", located)
 
     def _save_record(self) -> None:
         assert self.config is not None and self.registry is not None
@@ -207,14 +192,17 @@ class Supervisor:
     def start_daq_job_processes(self, daq_jobs_to_load: list[DAQJobProcess]) -> None:
         """Register the given jobs, or (given none) every job of the config directory, and dispatch."""
         assert self.registry is not None
-        if daq_jobs_to_load:
-            specs = [p.to_spec() for p in daq_jobs_to_load]
-            problems: list[ConfigError] = []
-        else:
-            specs, problems = load_job_dir(self._daq_job_config_path)
-        sync_registry(self.registry, specs, problems + self.problems)
+        holders = {r.unique_id: r.config_file for r in self.registry.all() if r.config_file}
+        directory = read_config_dir(
+            self._daq_job_config_path, holders, supervisor=self.config if self._config_given else None
+        )
+        specs = [p.to_spec() for p in daq_jobs_to_load] if daq_jobs_to_load else directory.jobs
+        problems = directory.problems
+        if daq_jobs_to_load:  # jobs given in code: only the problems that are not a job file's
+            problems = [p for p in problems if problem_job_id(p) is None]
+        sync_registry(self.registry, specs, problems)
         remove_orphaned_rings(self.registry, self.run_dir)
-        self.problems = problems + self.problems
+        self.problems = problems
         self.restart_daq_jobs()
         self._refresh_views(specs)
 
@@ -224,7 +212,7 @@ class Supervisor:
         self.daq_job_processes = [
             DAQJobProcess.from_record(r, self.config.info)
             for r in records
-            if r.state.value not in ("stopped", "crashed")
+            if r.state not in (JobState.STOPPED, JobState.CRASHED)
         ]
         self.restart_schedules = [
             RestartDAQJobSchedule(

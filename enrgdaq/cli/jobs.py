@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from enrgdaq.cli.target import find_registry, redis_option, supervisor_option
+from enrgdaq.errors import JobNotFoundError
 
 
 @click.command()
@@ -17,7 +18,7 @@ def stop(unique_ids: tuple[str, ...], redis_url: str | None, supervisor_id: str 
     for uid in unique_ids:
         result = registry.request_stop(uid, "stopped by a person (enrgdaq stop)")
         if result == "unknown":
-            raise click.ClickException(f"no job '{uid}'")
+            raise JobNotFoundError(f"no job '{uid}' in supervisor '{registry.keys.supervisor_id}'")
         click.echo(f"{uid}: {result}")
 
 
@@ -31,5 +32,5 @@ def start(unique_ids: tuple[str, ...], redis_url: str | None, supervisor_id: str
     for uid in unique_ids:
         result = registry.request_start(uid)
         if result == "unknown":
-            raise click.ClickException(f"no job '{uid}'")
+            raise JobNotFoundError(f"no job '{uid}' in supervisor '{registry.keys.supervisor_id}'")
         click.echo(f"{uid}: {result}")

@@ -6,12 +6,21 @@ import logging
 import sys
 
 import click
+import redis
 
 from enrgdaq.cli.bench import bench
 from enrgdaq.cli.check import check
 from enrgdaq.cli.jobs import start, stop
 from enrgdaq.cli.status import status
 from enrgdaq.cli.up import up
+from enrgdaq.errors import ControlPlaneError, DAQError
+
+EXIT_PROBLEM = 1
+"""A config problem, a job that does not exist, an error the user can fix in what they typed."""
+EXIT_USAGE = 2
+"""Click's code for a wrong command line."""
+EXIT_NO_SYSTEM = 3
+"""Redis or the supervisor is not where the command looked for it."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +37,19 @@ cli.add_command(start)
 cli.add_command(bench)
 
 
+def one_line(exc: BaseException) -> str:
+    """An error as one line: a multi-line message is joined, never a traceback."""
+    text = str(exc).strip() or type(exc).__name__
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def fail(message: str, code: int) -> int:
+    click.echo(f"enrgdaq: error: {message}", err=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every error ENRGDAQ raises ends as one line on stderr and a non-zero code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         # Without standalone mode click returns (not raises) the code of an Exit.
@@ -40,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         return 130
+    except ControlPlaneError as exc:
+        return fail(one_line(exc), EXIT_NO_SYSTEM)
+    except DAQError as exc:
+        return fail(one_line(exc), EXIT_PROBLEM)
+    except redis.RedisError as exc:
+        return fail(
+            f"Redis stopped answering ({one_line(exc)}): is the system still running? `enrgdaq status`",
+            EXIT_NO_SYSTEM,
+        )
     return result if isinstance(result, int) else 0
 
 

@@ -2,42 +2,39 @@
 
 from __future__ import annotations
 
-import os
-
 import click
+import redis
 
-from enrgdaq.control.connection import DEFAULT_REDIS_URL, connect
+from enrgdaq.control.connection import connect, redact
 from enrgdaq.control.node import SupervisorRecord
 from enrgdaq.control.registry import JobRegistry
-from enrgdaq.errors import DAQError
+from enrgdaq.errors import SupervisorNotFoundError
 from enrgdaq.local.state_file import read_state
+from enrgdaq.settings import DEFAULT_REDIS_URL, configured_redis_url
 
 
 def find_registry(redis_url: str | None, supervisor_id: str | None) -> tuple[JobRegistry, SupervisorRecord]:
     state = read_state() or {}
-    url = redis_url or os.environ.get("ENRGDAQ_REDIS_URL") or state.get("redis_url") or DEFAULT_REDIS_URL
+    url = redis_url or configured_redis_url(None) or state.get("redis_url") or DEFAULT_REDIS_URL
     client = connect(url)
     try:
         client.ping()
-    except Exception as exc:
-        raise click.ClickException(
+    except redis.RedisError as exc:
+        raise SupervisorNotFoundError(
             "no ENRGDAQ system found: no `enrgdaq up` running in this directory and no Redis at "
-            f"the configured URL ({type(exc).__name__}). Pass --redis-url or set ENRGDAQ_REDIS_URL."
+            f"{redact(url)} ({type(exc).__name__}). Pass --redis-url or set ENRGDAQ_REDIS_URL."
         ) from exc
     sid = supervisor_id or state.get("supervisor_id")
-    try:
-        if sid:
-            record = SupervisorRecord.load(client, sid)
-        else:
-            records = SupervisorRecord.load_any(client)
-            if len(records) != 1:
-                names = ", ".join(r.supervisor_id for r in records) or "none"
-                raise click.ClickException(
-                    f"{len(records)} supervisors in this Redis ({names}); choose one with --supervisor"
-                )
-            record = records[0]
-    except DAQError as exc:
-        raise click.ClickException(str(exc)) from exc
+    if sid:
+        record = SupervisorRecord.load(client, sid)
+    else:
+        records = SupervisorRecord.load_any(client)
+        if len(records) != 1:
+            names = ", ".join(r.supervisor_id for r in records) or "none"
+            raise SupervisorNotFoundError(
+                f"{len(records)} supervisors in this Redis ({names}); choose one with --supervisor"
+            )
+        record = records[0]
     return JobRegistry(client, record.supervisor_id), record
 
 

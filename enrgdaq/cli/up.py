@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from enrgdaq.errors import DAQError
 from enrgdaq.local.stack import Stack, UpOptions
 
 
@@ -22,12 +21,10 @@ def _echo(line: str) -> None:
 @click.option("--quiet", is_flag=True, help="Do not echo the processes' logs (they stay in .enrgdaq/logs).")
 def up(config_dir: str, flower: bool, flower_port: int, quiet: bool) -> None:
     """Start Redis (unless configured), the supervisor, beat and the workers the configs need."""
-    try:
-        stack = Stack(
-            UpOptions(
-                config_dir=config_dir, flower=flower, flower_port=flower_port, echo=_echo, echo_logs=not quiet
-            )
+    stack = Stack(
+        UpOptions(
+            config_dir=config_dir, flower=flower, flower_port=flower_port, echo=_echo, echo_logs=not quiet
         )
-    except DAQError as exc:
-        raise click.ClickException(str(exc)) from exc
+    )
+    stack.check_redis()
     raise click.exceptions.Exit(stack.run_forever())

@@ -1,7 +1,7 @@
-"""Reading a config directory: ``supervisor.toml`` plus one TOML file per job.
+"""Reading one config file: ``supervisor.toml``, or a job's TOML file into a :class:`JobSpec`.
 
-A broken file never stops the others: :func:`load_job_dir` returns the jobs it
-could build and, separately, one :class:`ConfigError` per file it could not.
+A whole directory is read by :func:`enrgdaq.config.directory.read_config_dir`;
+the job runner builds its job from the registered text with :func:`load_job_text`.
 """
 
 from __future__ import annotations
@@ -53,13 +53,28 @@ def default_supervisor_id() -> str:
     return sanitize_id(platform.node() or "localhost")
 
 
+def default_supervisor_config() -> SupervisorConfig:
+    """What a directory without ``supervisor.toml`` gets (the original's defaults)."""
+    return SupervisorConfig(info=SupervisorInfo(supervisor_id=default_supervisor_id()))
+
+
+def read_text(path: str) -> str:
+    """A config file's text; an unreadable or non-UTF-8 file is a ConfigError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}): save the file as UTF-8", file=path) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=path) from exc
+
+
 def load_supervisor_config(config_dir: str) -> SupervisorConfig:
     """``supervisor.toml`` of ``config_dir``, or the original's defaults when it is absent."""
     path = os.path.join(config_dir, SUPERVISOR_CONFIG_FILE_NAME)
     if not os.path.exists(path):
-        return SupervisorConfig(info=SupervisorInfo(supervisor_id=default_supervisor_id()))
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+        return default_supervisor_config()
+    text = read_text(path)
     config = decode(text, SupervisorConfig, path)
     if not ID_PATTERN.match(config.info.supervisor_id):
         raise ConfigError(
@@ -70,16 +85,6 @@ def load_supervisor_config(config_dir: str) -> SupervisorConfig:
             line=find_line(text, ["info", "supervisor_id"]),
         )
     return config
-
-
-def job_files(config_dir: str) -> list[str]:
-    if not os.path.isdir(config_dir):
-        raise ConfigError(f"config directory '{config_dir}' does not exist")
-    return sorted(
-        os.path.join(config_dir, name)
-        for name in os.listdir(config_dir)
-        if name.endswith(".toml") and name != SUPERVISOR_CONFIG_FILE_NAME
-    )
 
 
 def _restart_offset_seconds(cls: type[DAQJob]) -> float:
@@ -142,37 +147,7 @@ def load_job_text(text: str, path: str) -> JobSpec:
 
 
 def load_job_file(path: str) -> JobSpec:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", file=path) from exc
-    return load_job_text(text, path)
-
-
-def load_job_dir(config_dir: str) -> tuple[list[JobSpec], list[ConfigError]]:
-    """Every job of ``config_dir`` that could be built, and the errors of those that could not."""
-    specs: list[JobSpec] = []
-    problems: list[ConfigError] = []
-    seen: dict[str, str] = {}
-    for path in job_files(config_dir):
-        try:
-            spec = load_job_file(path)
-        except ConfigError as exc:
-            problems.append(exc)
-            continue
-        if spec.unique_id in seen:
-            problems.append(
-                ConfigError(
-                    f"daq_job_unique_id '{spec.unique_id}' is already used by {seen[spec.unique_id]}",
-                    file=path,
-                    field="daq_job_unique_id",
-                )
-            )
-            continue
-        seen[spec.unique_id] = path
-        specs.append(spec)
-    return specs, problems
+    return load_job_text(read_text(path), path)
 
 
 def job_id_for_file(path: str) -> str:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_url_from_env() -> str:
-    return os.environ.get("ENRGDAQ_REDIS_URL") or DEFAULT_REDIS_URL
+from enrgdaq.settings import redis_url
 
 
 def redact(url: str) -> str:
@@ -31,7 +26,7 @@ def redact(url: str) -> str:
 def connect(url: str | None = None) -> redis.Redis:
     """A client that decodes replies to ``str`` and fails fast when Redis is away."""
     return redis.Redis.from_url(
-        url or redis_url_from_env(),
+        url or redis_url(None),
         decode_responses=True,
         socket_connect_timeout=2.0,
         socket_timeout=5.0,

@@ -6,6 +6,10 @@
                                                   +-> stopped   (a person asked, or the job was removed)
                                                   +-> crashed   (restart_on_crash = false, or invalid config)
 
+``stalled`` is shown, never stored: a running store whose writes fail (its data waits in the
+ring, retried with backoff); :func:`enrgdaq.control.status.job_status` derives it from the
+job's stats.
+
 Every transition is one Lua script in :mod:`enrgdaq.control.scripts`, so that
 two observers of the same crash (the task-failed event, the expired lease,
 the vanished process) schedule exactly one restart.
@@ -24,6 +28,9 @@ class JobState(StrEnum):
     RESTART_SCHEDULED = "restart_scheduled"
     STOPPED = "stopped"
     CRASHED = "crashed"
+    STALLED = "stalled"
+    """Shown only (the Lua state machine never stores it): running, but cannot write; its data
+    waits in the ring."""
 
     @property
     def shown(self) -> str:
@@ -42,3 +49,4 @@ class Outcome(StrEnum):
     CRASHED = "crashed"  # exception, killed process, lost worker, expired lease
     EXITED = "exited"  # start() returned without a stop request: restarted like a crash
     STOPPED = "stopped"  # asked to stop (a person, a worker shutting down, a new config)
+    INVALID = "invalid config"  # its config cannot work (a ConfigError): crashed until the file changes

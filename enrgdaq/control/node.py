@@ -71,7 +71,3 @@ def this_host() -> str:
     """
     return os.environ.get("ENRGDAQ_HOSTNAME") or socket.gethostname()
 
-
-def default_run_dir(supervisor_id: str) -> str:
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
-    return os.path.join(base, "enrgdaq", supervisor_id)

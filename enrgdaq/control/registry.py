@@ -149,7 +149,7 @@ class JobRegistry:
                 "desired": "stop",
                 "state": JobState.CRASHED.value,
                 "error": error,
-                "exit_reason": "invalid config",
+                "exit_reason": Outcome.INVALID.value,
                 "removed": "0",
             },
         )

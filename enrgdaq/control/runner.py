@@ -12,6 +12,7 @@ import logging
 import os
 import traceback
 
+from enrgdaq import settings
 from enrgdaq.config.loader import load_job_text
 from enrgdaq.control.connection import connect
 from enrgdaq.control.keeper import LeaseKeeper
@@ -19,6 +20,7 @@ from enrgdaq.control.lifecycle import Outcome
 from enrgdaq.control.node import SupervisorRecord, this_host
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.daq.types import load_plugins
+from enrgdaq.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ class JobRun:
             supervisor = SupervisorRecord.load(self.registry.redis, self.supervisor_id)
             backoff_max = supervisor.restart_backoff_max_seconds
             outcome, error = self._run_job(supervisor, keeper)
+        except ConfigError as exc:
+            # Running it again cannot help: crashed, with the error, until its file changes.
+            outcome, error = Outcome.INVALID, str(exc)
+            logger.error("[%s] not restarted, its configuration cannot work: %s", self.unique_id, exc)
         except BaseException as exc:
             outcome, error = Outcome.CRASHED, "".join(traceback.format_exception(exc)).strip()
             logger.exception("[%s] crashed: %s", self.unique_id, exc)
@@ -54,7 +60,9 @@ class JobRun:
         return outcome.value
 
     def _run_job(self, supervisor: SupervisorRecord, keeper: LeaseKeeper) -> tuple[Outcome, str]:
-        load_plugins(supervisor.plugins)
+        # Guarded: a plugin that fails to import only matters to the jobs whose class it defines.
+        here = supervisor.config_dir if os.path.isdir(supervisor.config_dir) else settings.config_dir()
+        load_plugins(supervisor.plugins, here)
         record = self.registry.get(self.unique_id)
         if record is None:
             return Outcome.STOPPED, "job was removed"

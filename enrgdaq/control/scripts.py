@@ -56,6 +56,11 @@ if f[3] ~= 'run' or f[9] == '1' then
   redis.call('ZREM', KEYS[3], ARGV[7])
   return 'stopped'
 end
+if ARGV[2] == 'invalid config' then
+  redis.call('HSET', KEYS[1], 'state', 'crashed', 'restart_at', '')
+  redis.call('ZREM', KEYS[3], ARGV[7])
+  return 'crashed'
+end
 local offset = tonumber(f[5]) or 2
 local delay = offset
 if ARGV[2] ~= 'stopped' then

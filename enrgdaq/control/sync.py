@@ -17,8 +17,9 @@ import contextlib
 import logging
 import os
 
-from enrgdaq.config.loader import JobSpec, job_id_for_file
-from enrgdaq.control.lifecycle import JobState
+from enrgdaq.config.directory import problem_job_id
+from enrgdaq.config.loader import JobSpec
+from enrgdaq.control.lifecycle import JobState, Outcome
 from enrgdaq.control.registry import JobRecord, JobRegistry
 from enrgdaq.daq.store.base import DAQJobStore
 from enrgdaq.data.settings import RING_PREFIX
@@ -65,12 +66,12 @@ def sync_registry(registry: JobRegistry, specs: list[JobSpec], problems: list[Co
         wanted.add(spec.unique_id)
         _sync_one(registry, spec, known.get(spec.unique_id))
     registry.redis.delete(registry.keys.problems)
-    for problem in problems:
+    for number, problem in enumerate(problems, start=1):
         file = problem.file or "?"
-        registry.redis.hset(registry.keys.problems, file, str(problem))
+        registry.redis.hset(registry.keys.problems, f"{file}#{number}", str(problem))
         logger.error("config problem, job not started: %s", problem)
-        uid = job_id_for_file(file)
-        if uid not in wanted and file.endswith(".toml"):
+        uid = problem_job_id(problem)
+        if uid is not None and uid not in wanted:
             registry.register_invalid(uid, file, "", str(problem))
             wanted.add(uid)
     for uid, record in known.items():
@@ -81,7 +82,8 @@ def sync_registry(registry: JobRegistry, specs: list[JobSpec], problems: list[Co
 
 def _sync_one(registry: JobRegistry, spec: JobSpec, current: JobRecord | None) -> None:
     uid = spec.unique_id
-    if current is None or current.exit_reason == "invalid config" or current.removed:
+    invalid_before = current is not None and current.exit_reason == Outcome.INVALID
+    if current is None or current.removed or (invalid_before and current.config != spec.raw_config):
         registry.register(record_for(spec))
         logger.info("[%s] registered %s on queue '%s'", uid, spec.daq_job_type, spec.queue)
         return

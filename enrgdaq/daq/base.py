@@ -34,7 +34,7 @@ from enrgdaq.daq.outbox import StoreOutbox
 from enrgdaq.daq.stats import JobCounters
 from enrgdaq.daq.store.models import DAQJobMessageStore
 from enrgdaq.daq.topics import Topic, exact, prefix
-from enrgdaq.errors import DAQJobStopError
+from enrgdaq.errors import DAQJobStopError, MessageRejectedError
 from enrgdaq.models import SupervisorInfo
 
 
@@ -201,7 +201,7 @@ class DAQJob(StoreOutbox):
             self.free()
             raise DAQJobStopError(message.reason)
         if not any(isinstance(message, t) for t in self.allowed_message_in_types):
-            raise Exception(
+            raise MessageRejectedError(
                 f"Message type '{type(message).__name__}' is not accepted by '{type(self).__name__}'"
             )
         self.counters.record_in(message)

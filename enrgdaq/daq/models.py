@@ -64,7 +64,7 @@ class DAQJobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     queue: str | None = None
     restart_on_crash: bool = True
     ring_policy: Literal["block", "drop"] | None = None
-    ring_block_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    ring_block_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
 
 
 class DAQJobInfo(msgspec.Struct, kw_only=True):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from enrgdaq.daq.models import DAQJobInfo
+from enrgdaq.errors import ConfigError
 from enrgdaq.models import SupervisorInfo
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class DAQJobProcess(msgspec.Struct, kw_only=True):
         from enrgdaq.config.loader import load_job_text
 
         if not self.raw_config:
-            raise ValueError("a DAQJobProcess handed to the supervisor needs raw_config (its TOML text)")
+            raise ConfigError("a DAQJobProcess handed to the supervisor needs raw_config (its TOML text)")
         spec = load_job_text(self.raw_config, f"{self.unique_id or 'custom'}.toml")
         spec.restart_on_crash = self.restart_on_crash
         return spec

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
+import sys
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -39,6 +41,9 @@ class JobTypeRegistry:
         self._classes: dict[str, type[DAQJob]] = {}
         self._loaded_plugins: set[str] = set()
         self._entry_points_loaded = False
+        self.failed: dict[str, PluginImportError] = {}
+        """Plugin modules and entry points that failed to import, by name: a job whose type is
+        unknown is told that one of these may have defined it."""
 
     def register(self, cls: type[DAQJob], name: str | None = None) -> None:
         from enrgdaq.daq.store.base import DAQJobStore
@@ -62,6 +67,12 @@ class JobTypeRegistry:
         self.load_entry_points()
         if name in self._classes:
             return self._classes[name]
+        if self.failed:
+            broken = "; ".join(str(exc.message) for exc in self.failed.values())
+            raise UnknownJobTypeError(
+                f"unknown daq_job_type '{name}': a plugin that may define it failed to import ({broken})",
+                field="daq_job_type",
+            )
         raise UnknownJobTypeError(
             f"unknown daq_job_type '{name}'; known types: {', '.join(self.names())}. "
             "Custom jobs need their module in `plugins` of supervisor.toml or an "
@@ -89,12 +100,38 @@ class JobTypeRegistry:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            raise PluginImportError(
+            error = PluginImportError(
                 f"plugin module '{module_name}' failed to import: {type(exc).__name__}: {exc}",
                 field="plugins",
-            ) from exc
+            )
+            self.failed[module_name] = error
+            raise error from exc
         self._loaded_plugins.add(module_name)
+        self.failed.pop(module_name, None)
         return self._register_module(module)
+
+    def load_plugins(self, module_names: list[str], search_dir: str | None = None) -> list[PluginImportError]:
+        """Import every plugin module; one that fails is returned, never raised, so that it
+        affects only the jobs whose classes it would have defined.
+
+        ``search_dir`` (the config directory) goes on ``sys.path`` first: a module lying
+        next to the TOML files is found the same way under ``enrgdaq up``, a plain
+        ``celery -A enrgdaq worker`` and in compose.
+        """
+        if search_dir:
+            add_search_dir(search_dir)
+        problems = []
+        for module_name in module_names:
+            try:
+                self.load_plugin(module_name)
+            except PluginImportError as exc:
+                logger.error("%s", exc)
+                problems.append(exc)
+        try:
+            self.load_entry_points()
+        except PluginImportError as exc:
+            problems.append(exc)
+        return problems
 
     def _register_module(self, module: ModuleType) -> list[str]:
         from enrgdaq.daq.base import DAQJob
@@ -113,19 +150,26 @@ class JobTypeRegistry:
         self._entry_points_loaded = True
         from enrgdaq.daq.base import DAQJob
 
+        broken: list[PluginImportError] = []
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 obj = ep.load()
             except Exception as exc:
-                raise PluginImportError(
+                error = PluginImportError(
                     f"entry point '{ep.name} = {ep.value}' ({ENTRY_POINT_GROUP}) failed to load: "
                     f"{type(exc).__name__}: {exc}"
-                ) from exc
+                )
+                self.failed[f"entry point {ep.name}"] = error
+                logger.error("%s", error)
+                broken.append(error)
+                continue
             if inspect.isclass(obj) and issubclass(obj, DAQJob):
                 self.register(obj, ep.name if ep.name != obj.__name__ else None)
                 self.register(obj)
             elif isinstance(obj, ModuleType):
                 self._register_module(obj)
+        if broken:
+            raise broken[0]
 
 
 registry = JobTypeRegistry()
@@ -136,6 +180,15 @@ def get_daq_job_class(name: str) -> type[DAQJob]:
     return registry.get(name)
 
 
-def load_plugins(module_names: list[str]) -> None:
-    for module_name in module_names:
-        registry.load_plugin(module_name)
+def add_search_dir(directory: str) -> None:
+    """Put ``directory`` at the front of ``sys.path`` (once), for plugin modules that live there."""
+    path = os.path.abspath(directory)
+    if os.path.isdir(path) and path not in sys.path:
+        sys.path.insert(0, path)
+        importlib.invalidate_caches()
+
+
+def load_plugins(module_names: list[str], search_dir: str | None = None) -> list[PluginImportError]:
+    """Import plugin modules into the process-wide registry; failures are returned (see
+    :meth:`JobTypeRegistry.load_plugins`)."""
+    return registry.load_plugins(module_names, search_dir)

@@ -20,7 +20,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from enrgdaq.config.loader import JobSpec, load_job_dir, load_supervisor_config
+import redis
+
+from enrgdaq import settings
+from enrgdaq.config.directory import read_config_dir
+from enrgdaq.config.loader import JobSpec, load_supervisor_config
 from enrgdaq.constants import (
     CONFIG_DIR_ENV,
     REDIS_URL_ENV,
@@ -29,10 +33,9 @@ from enrgdaq.constants import (
     SUPERVISOR_QUEUE,
 )
 from enrgdaq.control.connection import connect, redact
-from enrgdaq.control.node import default_run_dir
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.shutdown import stop_all_jobs
-from enrgdaq.errors import ConfigError
+from enrgdaq.errors import ConfigError, ControlPlaneError
 from enrgdaq.local.processes import ManagedProcess
 from enrgdaq.local.redis_server import RedisServer
 from enrgdaq.local.state_file import STATE_DIR, remove_state, write_state
@@ -101,12 +104,8 @@ class Stack:
         self.redis_process: ManagedProcess | None = None
         self.processes: list[ManagedProcess] = []
         self.session = uuid.uuid4().hex
-        self.run_dir = (
-            os.environ.get(RUN_DIR_ENV)
-            or self.config.run_dir
-            or default_run_dir(self.config.info.supervisor_id)
-        )
-        self.redis_url = os.environ.get(REDIS_URL_ENV) or self.config.redis_url or ""
+        self.run_dir = settings.run_dir(self.config)
+        self.redis_url = settings.configured_redis_url(self.config) or ""
         self._stop_requested = False
 
     # -- planning ----------------------------------------------------------------
@@ -162,6 +161,19 @@ class Stack:
         return procs
 
     # -- running -------------------------------------------------------------------
+    def check_redis(self) -> None:
+        """A configured Redis must answer before anything starts (a private one is started later)."""
+        if not self.redis_url:
+            return
+        try:
+            connect(self.redis_url).ping()
+        except redis.RedisError as exc:
+            raise ControlPlaneError(
+                f"cannot reach Redis at {redact(self.redis_url)} ({exc}): start it, correct "
+                "ENRGDAQ_REDIS_URL / redis_url in supervisor.toml, or unset both to let `enrgdaq up` "
+                "start a private one"
+            ) from exc
+
     def say(self, text: str) -> None:
         if self.options.echo is not None:
             self.options.echo(text)
@@ -178,7 +190,8 @@ class Stack:
         self.processes = self.core_processes()
         for proc in self.processes:
             proc.start()
-        self.specs, self.problems = load_job_dir(self.config_dir)
+        directory = read_config_dir(self.config_dir, supervisor=self.config)
+        self.specs, self.problems = directory.jobs, directory.problems
         for problem in self.problems:
             self.say(f"config problem (job not started): {problem}")
         for proc in self.queue_processes():

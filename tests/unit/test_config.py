@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from enrgdaq.config.decode import decode
-from enrgdaq.config.loader import load_job_dir, load_job_file, load_supervisor_config
+from enrgdaq.config.directory import read_config_dir
+from enrgdaq.config.loader import load_job_file, load_supervisor_config
 from enrgdaq.daq.jobs.store.csv import DAQJobStoreCSV
 from enrgdaq.daq.jobs.test_job import DAQJobTest
 from enrgdaq.data.settings import DataPlaneSettings
@@ -227,7 +228,8 @@ class TestJobDirectory:
         broken_syntax = write(tmp_path, "d_broken.toml", "daq_job_type = \n")
         write(tmp_path, "notes.txt", "not a job")
 
-        specs, problems = load_job_dir(str(tmp_path))
+        found = read_config_dir(str(tmp_path))
+        specs, problems = found.jobs, found.problems
 
         assert [s.unique_id for s in specs] == ["a_producer", "b_store"]
         assert [p.file for p in problems] == [broken_key, broken_syntax]
@@ -238,7 +240,8 @@ class TestJobDirectory:
         write(tmp_path, "supervisor.toml", '[info]\nsupervisor_id = "lab"\n')
         write(tmp_path, "producer.toml", PRODUCER)
 
-        specs, problems = load_job_dir(str(tmp_path))
+        found = read_config_dir(str(tmp_path))
+        specs, problems = found.jobs, found.problems
 
         assert ([s.unique_id for s in specs], problems) == (["producer"], [])
 
@@ -246,15 +249,28 @@ class TestJobDirectory:
         first = write(tmp_path, "a.toml", 'daq_job_unique_id = "same"\n' + textwrap.dedent(PRODUCER))
         second = write(tmp_path, "b.toml", 'daq_job_unique_id = "same"\n' + textwrap.dedent(PRODUCER))
 
-        specs, problems = load_job_dir(str(tmp_path))
+        found = read_config_dir(str(tmp_path))
+        specs, problems = found.jobs, found.problems
 
         assert [s.config_file for s in specs] == [first]
         assert len(problems) == 1
         assert problems[0].file == second and first in problems[0].message
 
+    def test_the_file_that_holds_an_id_keeps_it_whichever_sorts_first(self, tmp_path) -> None:
+        first = write(tmp_path, "a.toml", 'daq_job_unique_id = "same"\n' + textwrap.dedent(PRODUCER))
+        holder = write(tmp_path, "b.toml", 'daq_job_unique_id = "same"\n' + textwrap.dedent(PRODUCER))
+
+        found = read_config_dir(str(tmp_path), holders={"same": holder})
+        again = read_config_dir(str(tmp_path), holders={"same": holder})
+
+        assert [s.config_file for s in found.jobs] == [holder]
+        assert [p.file for p in found.problems] == [first]
+        assert holder in found.problems[0].message and "another daq_job_unique_id" in str(found.problems[0])
+        assert [str(p) for p in again.problems] == [str(p) for p in found.problems]
+
     def test_a_missing_directory_is_an_error(self, tmp_path) -> None:
         with pytest.raises(ConfigError, match="does not exist"):
-            load_job_dir(str(tmp_path / "nowhere"))
+            read_config_dir(str(tmp_path / "nowhere"))
 
 
 class TestSupervisorConfig:

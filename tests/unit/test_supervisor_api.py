@@ -14,6 +14,7 @@ from celery import Celery
 import enrgdaq.supervisor as sup
 from enrgdaq.control.status import SupervisorStatus
 from enrgdaq.daq.base import DAQJob, DAQJobProcess
+from enrgdaq.errors import ConfigError
 from tests.harness.redis_proc import RedisProcess
 
 SEED_CONSTANTS = {
@@ -56,12 +57,25 @@ def test_the_seed_classes_and_methods_exist_with_their_signatures() -> None:
         "daq_job_process",
         "restart_at",
     ]
-    assert DAQJobProcess is not None and issubclass(DAQJob, object)
+
+def test_the_original_job_api_is_where_custom_jobs_import_it_from() -> None:
+    from enrgdaq.daq.process import DAQJobProcess as defined
+
+    assert DAQJobProcess is defined
+    for name in ("start", "handle_message", "_put_message_out", "free", "get_job_started_message"):
+        assert callable(getattr(DAQJob, name)), name
+    for name in ("config_type", "allowed_message_in_types", "topics_to_subscribe"):
+        assert hasattr(DAQJob, name), name
+    job = DAQJob(DAQJob.config_type(daq_job_type="DAQJob"))
+    assert job._has_been_freed is False
+    job.free()
+    assert job._has_been_freed is True
 
 
 def test_a_missing_config_directory_is_a_value_error_as_in_the_original() -> None:
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist") as caught:
         sup.Supervisor(daq_job_config_path="/nonexistent/configs/")
+    assert isinstance(caught.value, ConfigError)
 
 
 def test_a_supervisor_registers_and_dispatches_the_jobs_of_its_directory(redis_proc: RedisProcess) -> None:

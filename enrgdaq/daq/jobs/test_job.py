@@ -5,12 +5,18 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import pyarrow as pa
 
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, StorableDAQJobConfig
+from enrgdaq.errors import ConfigValueError
+
+MAX_RATE_HZ = 100_000.0
+"""Beyond this a Python loop cannot keep the pace; a larger rate is a typo."""
+MAX_ROWS_PER_MESSAGE = 1_000_000
 
 
 class DAQJobTestConfig(StorableDAQJobConfig, kw_only=True):
@@ -23,16 +29,12 @@ class DAQJobTestConfig(StorableDAQJobConfig, kw_only=True):
 
     rand_min: int
     rand_max: int
-    rate_hz: float = 1.0
-    rows_per_message: int = 1
+    rate_hz: Annotated[float, msgspec.Meta(gt=0, le=MAX_RATE_HZ)] = 1.0
+    rows_per_message: Annotated[int, msgspec.Meta(ge=1, le=MAX_ROWS_PER_MESSAGE)] = 1
 
     def __post_init__(self) -> None:
         if self.rand_min > self.rand_max:
-            raise ValueError(f"rand_min ({self.rand_min}) must not exceed rand_max ({self.rand_max})")
-        if not self.rate_hz > 0:
-            raise ValueError(f"rate_hz must be positive, got {self.rate_hz}")
-        if self.rows_per_message < 1:
-            raise ValueError(f"rows_per_message must be at least 1, got {self.rows_per_message}")
+            raise ConfigValueError(f"rand_min ({self.rand_min}) must not exceed rand_max ({self.rand_max})")
 
 
 class DAQJobTest(DAQJob):

@@ -13,6 +13,7 @@ import msgspec
 import pyarrow as pa
 
 from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
+from enrgdaq.errors import MessageError
 
 __all__ = [
     "DAQJobMessageStore",
@@ -172,7 +173,7 @@ class DAQJobMessageStorePyArrow(DAQJobMessageStore, kw_only=True):
         (:meth:`copy_table`) so as not to hold the producer back.
         """
         if self.table is None:
-            raise ValueError("message carries no table (already released?)")
+            raise MessageError("message carries no table (already released?)")
         return self.table
 
     def copy_table(self) -> pa.Table:

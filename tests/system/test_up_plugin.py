@@ -1,0 +1,188 @@
+"""A lab's own job, written against the original API, run by ``enrgdaq up`` as a user would.
+
+The plugin module lies next to the TOML files and puts its job on a queue of
+its own; ``up`` must find it, start a worker for that queue, and the job's rows
+must reach the CSV store exactly once even when the store is killed -9 mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+from tests.harness.leaks import live_children
+from tests.harness.system import csv_rows
+from tests.harness.waiting import wait_for
+
+pytestmark = pytest.mark.system
+
+ROWS = 400
+
+PLUGIN = '''
+import time
+
+import pyarrow as pa
+
+from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, StorableDAQJobConfig
+
+
+class LabCounterConfig(StorableDAQJobConfig):
+    rows: int
+
+
+class LabCounter(DAQJob):
+    config_type = LabCounterConfig
+    queue = "lab"
+
+    def start(self):
+        for seq in range(self.config.rows):
+            if self._has_been_freed:
+                return
+            table = pa.table({"seq": [seq], "channel": [7]})
+            self._put_message_out(DAQJobMessageStorePyArrow(store_config=self.config.store_config, table=table))
+            time.sleep(0.02)
+        while not self._has_been_freed:
+            time.sleep(0.05)
+'''
+
+
+def write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text).lstrip())
+
+
+def lab_config_dir(workdir: str, supervisor_id: str, plugins: str = '["lab_counter_jobs"]') -> str:
+    configs = os.path.join(workdir, "configs")
+    os.makedirs(configs)
+    write(os.path.join(configs, "lab_counter_jobs.py"), PLUGIN)
+    write(
+        os.path.join(configs, "supervisor.toml"),
+        f"""
+        plugins = {plugins}
+        [info]
+        supervisor_id = "{supervisor_id}"
+        """,
+    )
+    write(
+        os.path.join(configs, "counter.toml"),
+        f"""
+        daq_job_type = "LabCounter"
+        rows = {ROWS}
+        [store_config.csv]
+        file_path = "counts.csv"
+        """,
+    )
+    write(os.path.join(configs, "store_csv.toml"), 'daq_job_type = "DAQJobStoreCSV"\nout_dir = "out/"\n')
+    return configs
+
+
+def enrgdaq(workdir: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "enrgdaq.cli.main", *args],
+        cwd=workdir,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def user_env() -> dict[str, str]:
+    """A user's shell: nothing of ENRGDAQ's, and no PYTHONPATH that would find the plugin for us."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ENRGDAQ_") and k != "PYTHONPATH"}
+
+
+def jobs(workdir: str) -> dict[str, dict[str, object]]:
+    done = enrgdaq(workdir, "status", "--json")
+    if done.returncode != 0:
+        return {}
+    return {str(j["unique_id"]): j for j in json.loads(done.stdout)["jobs"]}
+
+
+def stop_up(up: subprocess.Popen[bytes]) -> int:
+    up.send_signal(signal.SIGINT)
+    try:
+        return up.wait(60)
+    except subprocess.TimeoutExpired:
+        up.kill()
+        up.wait(10)
+        raise
+
+
+def start_up(workdir: str) -> subprocess.Popen[bytes]:
+    with open(os.path.join(workdir, "up.out"), "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", "--quiet"],
+            cwd=workdir,
+            env=user_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_a_plugin_job_on_its_own_queue_runs_under_up_and_survives_a_killed_store(tmp_path) -> None:
+    workdir = str(tmp_path)
+    lab_config_dir(workdir, f"lab-{uuid.uuid4().hex[:8]}")
+    check = enrgdaq(workdir, "check", "configs/")
+    assert check.returncode == 0, check.stderr
+    assert "LabCounter 'counter' on queue 'lab'" in check.stdout
+
+    up = start_up(workdir)
+    try:
+        out = os.path.join(workdir, "out")
+        wait_for(lambda: len(csv_rows(out)) >= 60, 60, "the plugin job's first rows on disk")
+        store = jobs(workdir)["store_csv"]
+        assert jobs(workdir)["counter"]["queue"] == "lab"
+        os.kill(int(str(store["pid"])), signal.SIGKILL)
+        wait_for(
+            lambda: (j := jobs(workdir).get("store_csv")) and j["state"] == "running" and j["restarts"] >= 1,
+            30,
+            "the killed store to run again",
+        )
+        wait_for(lambda: len(csv_rows(out)) >= ROWS, 60, f"all {ROWS} rows on disk")
+        with open(os.path.join(workdir, "up.out")) as f:
+            said = f.read()
+        assert "unknown daq_job_type" not in said
+        assert "lab (1 job)" in said, said
+    finally:
+        code = stop_up(up)
+    assert code == 0
+    seqs = sorted(int(row[0]) for row in csv_rows(os.path.join(workdir, "out")))
+    assert seqs == list(range(ROWS)), "every row exactly once"
+    assert not live_children()
+
+
+def test_a_broken_plugin_affects_only_its_jobs_and_is_no_phantom_job(tmp_path) -> None:
+    workdir = str(tmp_path)
+    configs = lab_config_dir(workdir, f"lab-{uuid.uuid4().hex[:8]}", '["lab_counter_jobs", "lab_broken"]')
+    write(os.path.join(configs, "lab_broken.py"), "raise ImportError('libCAENComm.so: not found')\n")
+    write(
+        os.path.join(configs, "digitizer.toml"),
+        'daq_job_type = "LabDigitizer"\n',
+    )
+    check = enrgdaq(workdir, "check", "configs/")
+    assert check.returncode == 1
+    assert "plugin module 'lab_broken' failed to import" in check.stderr
+    assert "digitizer.toml" in check.stderr and "LabDigitizer" in check.stderr
+
+    up = start_up(workdir)
+    try:
+        wait_for(lambda: len(csv_rows(os.path.join(workdir, "out"))) >= 5, 60, "the good plugin job's rows")
+        shown = jobs(workdir)
+        assert set(shown) == {"counter", "store_csv", "digitizer"}, "no job named after supervisor.toml"
+        assert shown["digitizer"]["state"] == "crashed"
+        assert "lab_broken" in str(shown["digitizer"]["error"])
+        table = enrgdaq(workdir, "status").stdout
+        assert "plugin module 'lab_broken' failed to import" in table
+    finally:
+        code = stop_up(up)
+    assert code == 0
+    assert not live_children()
