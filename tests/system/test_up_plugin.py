@@ -47,7 +47,8 @@ class LabCounter(DAQJob):
             if self._has_been_freed:
                 return
             table = pa.table({"seq": [seq], "channel": [7]})
-            self._put_message_out(DAQJobMessageStorePyArrow(store_config=self.config.store_config, table=table))
+            message = DAQJobMessageStorePyArrow(store_config=self.config.store_config, table=table)
+            self._put_message_out(message)
             time.sleep(0.02)
         while not self._has_been_freed:
             time.sleep(0.05)
