@@ -42,6 +42,7 @@ from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.shutdown import stop_all_jobs
 from enrgdaq.control.status import SupervisorStatus, collect_status
 from enrgdaq.control.sync import remove_orphaned_rings, sync_registry
+from enrgdaq.control.watch import remember
 from enrgdaq.daq.process import DAQJobProcess
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import ConfigDirNotFoundError, ConfigError, DAQError
@@ -201,6 +202,7 @@ class Supervisor:
         if daq_jobs_to_load:  # jobs given in code: only the problems that are not a job file's
             problems = [p for p in problems if problem_job_id(p) is None]
         sync_registry(self.registry, specs, problems)
+        remember(self.registry, self._daq_job_config_path)
         remove_orphaned_rings(self.registry, self.run_dir)
         self.problems = problems
         self.restart_daq_jobs()

@@ -49,8 +49,13 @@ class Keys:
 
     @property
     def problems(self) -> str:
-        """Hash: config file name -> error text, for files that define no job."""
+        """Hash: ``<config file>#<n>`` -> error text, for every problem of the config directory."""
         return f"{self.base}:problems"
+
+    @property
+    def config_seen(self) -> str:
+        """String: the config directory's files (name, mtime, size) as last applied."""
+        return f"{self.base}:config:seen"
 
 
 def supervisor_ids_pattern() -> str:

@@ -66,9 +66,17 @@ def sync_registry(registry: JobRegistry, specs: list[JobSpec], problems: list[Co
         wanted.add(spec.unique_id)
         _sync_one(registry, spec, known.get(spec.unique_id))
     registry.redis.delete(registry.keys.problems)
+    by_file = {os.path.abspath(r.config_file): r for r in known.values() if r.config_file and r.config}
     for number, problem in enumerate(problems, start=1):
         file = problem.file or "?"
         registry.redis.hset(registry.keys.problems, f"{file}#{number}", str(problem))
+        holder = by_file.get(os.path.abspath(file))
+        if holder is not None and holder.unique_id not in wanted and not holder.removed:
+            # A file that broke under a job that had a good one (an edit half saved): the job
+            # keeps its last good config; the problem is shown until the file is fixed.
+            logger.error("[%s] config problem, keeping its last good config: %s", holder.unique_id, problem)
+            wanted.add(holder.unique_id)
+            continue
         logger.error("config problem, job not started: %s", problem)
         uid = problem_job_id(problem)
         if uid is not None and uid not in wanted:

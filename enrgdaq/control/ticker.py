@@ -20,6 +20,7 @@ from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.node import SupervisorRecord, mark_alive, this_host
 from enrgdaq.control.reconcile import Reconciler, routes_of
 from enrgdaq.control.registry import JobRecord, JobRegistry
+from enrgdaq.control.watch import ConfigWatcher
 from enrgdaq.daq.models import (
     DAQJobInfo,
     DAQJobMessage,
@@ -69,6 +70,7 @@ class SupervisorTicker:
             daq_job_type="Supervisor", unique_id=supervisor_id, supervisor_info=self.record.info
         )
         self.broadcast = Topic.supervisor_broadcast(supervisor_id)
+        self.watcher = ConfigWatcher(self.record.config_dir) if self.record.config_dir else None
         self._context: zmq.Context | None = None
         self._publisher: Publisher | None = None
 
@@ -88,6 +90,8 @@ class SupervisorTicker:
     def heartbeat(self) -> None:
         mark_alive(self.registry.redis, self.registry.keys.supervisor_id)
         self._publish(DAQJobMessageHeartbeat(topics={self.broadcast}))
+        if self.watcher is not None and self.watcher.changed(self.registry):
+            self.watcher.resync(self.registry)
 
     def stats(self) -> None:
         sid = self.registry.keys.supervisor_id

@@ -110,3 +110,21 @@ class DAQJobStoreSlowCSV(DAQJobStoreCSV):
         if self._handled == self.config.stall_after:
             time.sleep(self.config.stall_seconds)
         return super().handle_message(message)
+
+
+class DAQJobNeedsFileConfig(DAQJobConfig):
+    """A job whose config is only found wrong when it starts (a calibration file that is missing)."""
+
+    needs: str
+
+
+class DAQJobNeedsFile(DAQJob):
+    config_type = DAQJobNeedsFileConfig
+
+    def start(self) -> None:
+        from enrgdaq.errors import ConfigError
+
+        if not os.path.exists(self.config.needs):
+            raise ConfigError(f"calibration file {self.config.needs} does not exist", field="needs")
+        while not self._has_been_freed:
+            time.sleep(0.05)
