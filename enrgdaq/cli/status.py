@@ -29,6 +29,7 @@ DATA_COUNTERS = (
     ("ring_lost", "missed while evicted from a ring"),
     ("ring_corrupted", "corrupt ring slots"),
     ("message_lost", "lost on the message plane"),
+    ("protocol_errors", "impossible sequence stamps (forged or corrupt)"),
     ("malformed", "malformed messages dropped"),
     ("unrouted", "sent with no store listening"),
     ("rejected", "of a type it does not take"),

@@ -111,6 +111,7 @@ class LeaseKeeper(threading.Thread):
         if plane is not None:
             stats["malformed"] = plane.malformed_count
             stats["message_lost"] = plane.lost_count
+            stats["protocol_errors"] = plane.protocol_error_count
         try:
             stats["cpu_percent"] = self._process.cpu_percent(None)
             stats["rss_mb"] = self._process.memory_info().rss / 1e6

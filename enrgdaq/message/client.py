@@ -23,13 +23,17 @@ from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.daq.stats import worth_a_line
 from enrgdaq.daq.topics import Topic, from_wire
 from enrgdaq.errors import MessageError
-from enrgdaq.message.sequence import GapCounter, Stamper
+from enrgdaq.message.sequence import GapCounter, Stamper, sender_of
 from enrgdaq.message.wire import Decoder, Encoder
 
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 5.0
 RECEIVE_BATCH = 256
+SEND_HWM = 100_000
+"""Messages a publisher queues before ZMQ drops (the proxy's marks: :data:`enrgdaq.message.proxy.HWM`)."""
+RECEIVE_HWM = 100_000
+"""Messages a job's SUB socket queues before the proxy drops what is sent to it."""
 
 
 class DAQJobMessageProbe(DAQJobMessage, kw_only=True):
@@ -44,7 +48,7 @@ class Publisher:
     def __init__(self, context: zmq.Context, xsub_url: str) -> None:
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.LINGER, 2000)
-        self.socket.setsockopt(zmq.SNDHWM, 100_000)
+        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         self.socket.connect(xsub_url)
         self._encoder = Encoder()
         self._stamper = Stamper()
@@ -54,8 +58,9 @@ class Publisher:
         """Send on every topic of the message; returns the bytes sent per topic."""
         frames = self._encoder.encode(message)
         size = sum(len(memoryview(f)) for f in frames)
+        now_ns = time.monotonic_ns()
         for topic in message.topics:
-            self.socket.send_multipart([self._stamper.frame(topic), *frames], copy=False)
+            self.socket.send_multipart([self._stamper.frame(topic, now_ns), *frames], copy=False)
         return size
 
     def close(self) -> None:
@@ -80,7 +85,7 @@ class MessagePlaneClient:
         self.context = zmq.Context()
         self.sub = self.context.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, 100_000)
+        self.sub.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         self.sub.connect(xpub_url)
         for subscription in subscriptions:
             self.sub.setsockopt(zmq.SUBSCRIBE, subscription)
@@ -123,19 +128,14 @@ class MessagePlaneClient:
         """Messages lost on the way to this receiver (gaps in their senders' sequence numbers)."""
         return self._gaps.lost
 
+    @property
+    def protocol_error_count(self) -> int:
+        """Sequence stamps that cannot be true (forged or corrupt): never counted as loss."""
+        return self._gaps.protocol_errors
+
     def _decode(self, frames: list[zmq.Frame]) -> DAQJobMessage | None:
         self.received_bytes += sum(len(f) for f in frames)
-        gap = self._gaps.see(frames[0].bytes)
-        if gap:
-            lost = self._gaps.lost
-            if worth_a_line(lost - gap, lost):
-                self.log.warning(
-                    "%d message(s) lost on the message plane before one on %s (%d in all); "
-                    "a high-water mark was reached",
-                    gap,
-                    from_wire(frames[0].bytes),
-                    lost,
-                )
+        self._count_gap(frames[0].bytes)
         try:
             message = self._decoder.decode(frames[1:])
         except MessageError as exc:
@@ -150,6 +150,28 @@ class MessagePlaneClient:
             return None
         message.is_remote = True
         return message
+
+    def _count_gap(self, topic_frame: bytes) -> None:
+        """Count (and now and then log) lost messages and impossible stamps before this one."""
+        gaps = self._gaps
+        errors = gaps.protocol_errors
+        gap = gaps.see(topic_frame)
+        if gap and worth_a_line(gaps.lost - gap, gaps.lost):
+            self.log.warning(
+                "%d message(s) lost on the message plane before one on %s (%d in all); "
+                "a high-water mark was reached",
+                gap,
+                from_wire(topic_frame),
+                gaps.lost,
+            )
+        if gaps.protocol_errors > errors and worth_a_line(errors, gaps.protocol_errors):
+            self.log.warning(
+                "sequence stamp on %s that its sender cannot have sent (sender %s; %d in all); "
+                "not counted as loss",
+                from_wire(topic_frame),
+                sender_of(topic_frame),
+                gaps.protocol_errors,
+            )
 
     # -- sending --------------------------------------------------------------
     def publisher(self) -> Publisher:
