@@ -156,3 +156,65 @@ def test_a_missing_directory_fails(tmp_path, capsys: pytest.CaptureFixture[str])
     assert main(["check", str(tmp_path / "nowhere")]) == 1
 
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("rate_hz = 1e9", "rate_hz"),
+        ("rate_hz = 0", "rate_hz"),
+        ("rows_per_message = 0", "rows_per_message"),
+        ("ring_block_timeout_seconds = 1e12", "ring_block_timeout_seconds"),
+    ],
+)
+def test_an_absurd_number_in_a_job_file_is_refused_naming_file_line_and_field(
+    tmp_path, line: str, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good_dir(tmp_path)
+    path = write(tmp_path, "fast.toml", f'daq_job_type = "DAQJobTest"\nrand_min = 1\nrand_max = 2\n{line}\n')
+
+    assert main(["check", str(tmp_path)]) == 1
+
+    assert f"error {path}:4: field '{field}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("ring_buffer_size_mb = 100000", "ring_buffer_size_mb"),
+        ("ring_buffer_size_mb = 0", "ring_buffer_size_mb"),
+        ("ring_buffer_slot_size_kb = -1", "ring_buffer_slot_size_kb"),
+        ("restart_backoff_max_seconds = 0", "restart_backoff_max_seconds"),
+        ("ring_consumer_timeout_seconds = 1e9", "ring_consumer_timeout_seconds"),
+    ],
+)
+def test_an_absurd_number_in_supervisor_toml_is_refused(
+    tmp_path, line: str, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good_dir(tmp_path)
+    path = write(tmp_path, "supervisor.toml", f'{line}\n[info]\nsupervisor_id = "lab"\n')
+
+    assert main(["check", str(tmp_path)]) == 1
+
+    assert f"error {path}:1: field '{field}'" in capsys.readouterr().err
+
+
+def test_a_ring_larger_than_the_free_space_of_its_directory_is_refused(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not created: check looks at the nearest directory that exists (the tmpfs, as in production).
+    ring_dir = f"/dev/shm/check-{os.getpid()}/rings"
+    stat = os.statvfs("/dev/shm")
+    if stat.f_bavail * stat.f_frsize >= 64 * 2**30:
+        pytest.skip("more than 64 GiB free in /dev/shm: no ring size within bounds is too big")
+    good_dir(tmp_path)
+    path = write(
+        tmp_path,
+        "supervisor.toml",
+        f'run_dir = "{ring_dir}"\n\nring_buffer_size_mb = 65536\n[info]\nsupervisor_id = "lab"\n',
+    )
+
+    assert main(["check", str(tmp_path)]) == 1
+
+    err = capsys.readouterr().err
+    assert f"error {path}:3: field 'ring_buffer_size_mb'" in err and "does not fit" in err
