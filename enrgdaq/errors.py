@@ -86,6 +86,10 @@ class JobNotFoundError(ControlPlaneError):
     """Raised when a command names a job the registry does not hold."""
 
 
+class AlreadyRunningError(ControlPlaneError):
+    """Raised when ``enrgdaq up`` finds another one running on its directory, run directory or id."""
+
+
 class MessageError(DAQError):
     """Raised when a message cannot be encoded or a received frame cannot be decoded."""
 

@@ -6,7 +6,11 @@ import sys
 
 import click
 
+from enrgdaq.errors import AlreadyRunningError
 from enrgdaq.local.stack import Stack, UpOptions
+
+EXIT_ALREADY_RUNNING = 4
+"""Another ``enrgdaq up`` runs on this directory, run directory or supervisor id (docs/operations.md)."""
 
 
 def _echo(line: str) -> None:
@@ -27,4 +31,10 @@ def up(config_dir: str, flower: bool, flower_port: int, quiet: bool) -> None:
         )
     )
     stack.check_redis()
+    try:
+        stack.take_lock()
+    except AlreadyRunningError as exc:
+        # Its own code: scripts that start `up` can tell "already running" from a failure.
+        click.echo(f"enrgdaq: error: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_ALREADY_RUNNING) from None
     raise click.exceptions.Exit(stack.run_forever())

@@ -8,10 +8,8 @@ the jobs first (so that stores flush), then the processes, then Redis.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -36,8 +34,10 @@ from enrgdaq.control.connection import connect, redact
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.shutdown import stop_all_jobs
 from enrgdaq.errors import ConfigError, ControlPlaneError
+from enrgdaq.local.lock import UpLock
 from enrgdaq.local.processes import ManagedProcess
 from enrgdaq.local.redis_server import RedisServer
+from enrgdaq.local.run_files import remove_own_files
 from enrgdaq.local.state_file import STATE_DIR, remove_state, write_state
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class Stack:
         self.run_dir = settings.run_dir(self.config)
         self.redis_url = settings.configured_redis_url(self.config) or ""
         self._stop_requested = False
+        self.lock: UpLock | None = None
 
     # -- planning ----------------------------------------------------------------
     def queues(self) -> dict[str, int]:
@@ -225,7 +226,29 @@ class Stack:
             lines.insert(3, f"  flower: {flower_url}")
         return "\n".join(lines)
 
+    def take_lock(self) -> None:
+        """Raise :class:`AlreadyRunningError` if an ``up`` runs on this directory, run dir or id.
+
+        Called before anything starts, so that a refused ``up`` leaves the running one's
+        processes, Redis and files alone. A lock whose holder died is taken over (and said so).
+        """
+        supervisor_id = self.config.info.supervisor_id
+        lock = UpLock(
+            state_dir=self.state_dir,
+            run_dir=self.run_dir,
+            run_dir_configured=self.run_dir != settings.default_run_dir(supervisor_id),
+            redis_url=self.redis_url,
+            supervisor_id=supervisor_id,
+            config_dir=self.config_dir,
+        )
+        for gone in lock.acquire(connect(self.redis_url) if self.redis_url else None):
+            self.say(f"taking over the lock of an enrgdaq up that is gone: {gone.describe()}")
+        self.lock = lock
+
     def run_forever(self) -> int:
+        if self.lock is None:
+            self.take_lock()
+
         def on_signal(signum: int, _frame: object) -> None:
             # Only a plain store: a handler runs between two bytecodes of this thread, which may
             # hold the very lock an Event would take (a second Ctrl-C deadlocked on one).
@@ -269,7 +292,11 @@ class Stack:
         )
 
     def shutdown(self) -> None:
-        """Stop jobs (stores flush), then workers, beat and the supervisor, then Redis."""
+        """Stop jobs (stores flush), then workers, beat and the supervisor, then Redis.
+
+        Then the files it made go (rings, sockets, up.json) and the locks are released; the
+        run directory goes only if this ``up`` created it (never one the user configured).
+        """
         self.say("stopping: jobs first, then workers, then redis")
         self._stop_jobs()
         # The jobs have stopped: every process can be stopped at once (an idle prefork
@@ -282,9 +309,10 @@ class Stack:
         if self.redis_process is not None:
             self._stop_redis()
         remove_state(self.options.base_dir)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(self.run_dir))  # /dev/shm/enrgdaq, when no other supervisor uses it
+        remove_own_files(self.run_dir)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
         self.say("stopped")
 
     def _stop_jobs(self) -> None:

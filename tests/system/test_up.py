@@ -34,10 +34,17 @@ def flower_tasks(port: int, auth: str) -> dict[str, dict[str, object]]:
         return {}
 
 
-def start_up(workdir: str, *options: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``enrgdaq up configs/`` in a copy of the examples, as a user starts it; output in up.out."""
-    shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
-    with open(os.path.join(workdir, "up.out"), "wb") as log:
+def start_up(
+    workdir: str, *options: str, env: dict[str, str], output: str = "up.out"
+) -> subprocess.Popen[bytes]:
+    """``enrgdaq up configs/`` in a copy of the examples, as a user starts it; output in ``output``.
+
+    The examples are copied in unless ``workdir`` has its ``configs/`` already (a test
+    that edited them, or a second ``up`` in the same directory).
+    """
+    if not os.path.isdir(os.path.join(workdir, "configs")):
+        shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
+    with open(os.path.join(workdir, output), "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", *options],
             cwd=workdir,
