@@ -1,6 +1,6 @@
 """Worker signal handlers: a worker that shuts down stops its jobs; a revoke is a person's stop.
 
-Connected by :mod:`enrgdaq.celery` in every worker process.
+Connected to the app by :func:`connect_signals`, which :mod:`enrgdaq.celery` calls once.
 """
 
 from __future__ import annotations
@@ -17,10 +17,21 @@ from enrgdaq.control.registry import JobRegistry
 logger = logging.getLogger(__name__)
 
 
-def _broker_url() -> str:
-    from enrgdaq.celery import app
+_apps: list[Any] = []
+"""The app whose workers these handlers serve (set by :func:`connect_signals`)."""
 
-    return str(app.conf.broker_url)
+
+def connect_signals(app: Any) -> None:
+    """Connect the handlers of this module for ``app``'s worker processes."""
+    _apps[:] = [app]
+    signals.worker_shutting_down.connect(stop_jobs_of_this_worker, weak=False)
+    signals.task_revoked.connect(revoked_is_a_stop, weak=False)
+    signals.heartbeat_sent.connect(refresh_running_jobs_in_flower, weak=False)
+    signals.after_setup_logger.connect(quiet_ticks, weak=False)
+
+
+def _broker_url() -> str:
+    return str(_apps[0].conf.broker_url)
 
 
 def _job_of(request: Any) -> tuple[str, str, str] | None:
@@ -36,7 +47,6 @@ def _job_of(request: Any) -> tuple[str, str, str] | None:
     return str(args[0]), str(args[1]), str(request.id)
 
 
-@signals.worker_shutting_down.connect
 def stop_jobs_of_this_worker(sig: str | None = None, how: str | None = None, **_: Any) -> None:
     """Ask every job this worker runs to end, so that the worker can exit within its grace."""
     from celery.worker import state
@@ -53,7 +63,6 @@ def stop_jobs_of_this_worker(sig: str | None = None, how: str | None = None, **_
             logger.exception("[%s] could not ask the job to stop", unique_id)
 
 
-@signals.task_revoked.connect
 def revoked_is_a_stop(request: Any = None, terminated: bool = False, **_: Any) -> None:
     """A revoke from Flower or ``celery control`` stops the job for good (no restart)."""
     job = _job_of(request)
@@ -71,7 +80,6 @@ FLOWER_REFRESH_SECONDS = 4.0
 _last_refresh = 0.0
 
 
-@signals.heartbeat_sent.connect
 def refresh_running_jobs_in_flower(sender: Any = None, **_: Any) -> None:
     """Re-announce this worker's running DAQ job tasks every few seconds.
 
@@ -135,7 +143,6 @@ class _QuietTicks(logging.Filter):
         return not str(name).startswith("enrgdaq.supervisor.")
 
 
-@signals.after_setup_logger.connect
 def quiet_ticks(logger: logging.Logger | None = None, **_: Any) -> None:
     for name in ("celery.worker.strategy", "celery.app.trace", "celery.worker.request"):
         logging.getLogger(name).addFilter(_QuietTicks())
