@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.registry import JobRegistry
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def dispatch_due(app: Any, registry: JobRegistry, now: float | None = None) -> l
             logger.exception(
                 "[%s] could not send its task; retrying in %.0f s", unique_id, REDISPATCH_DELAY_SECONDS
             )
-            registry.redis.hset(registry.keys.job(unique_id), "state", "restart_scheduled")
+            registry.redis.hset(registry.keys.job(unique_id), "state", JobState.RESTART_SCHEDULED.value)
             registry.reschedule(unique_id, time.time() + REDISPATCH_DELAY_SECONDS)
             continue
         logger.info("[%s] dispatched to queue '%s' as task %s", unique_id, queue, task_id)

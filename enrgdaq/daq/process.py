@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from enrgdaq.control.lifecycle import JobState
 from enrgdaq.daq.models import DAQJobInfo
 from enrgdaq.errors import ConfigError
 from enrgdaq.models import SupervisorInfo
@@ -32,7 +33,7 @@ class DAQJobProcess(msgspec.Struct, kw_only=True):
     raw_config: str | None = None
     restart_on_crash: bool = True
     unique_id: str | None = None
-    state: str = "registered"
+    state: JobState = JobState.REGISTERED
 
     def to_spec(self) -> JobSpec:
         """A spec to register; ``raw_config`` (the TOML text) is what the worker decodes."""
@@ -50,7 +51,7 @@ class DAQJobProcess(msgspec.Struct, kw_only=True):
 
         try:
             job_cls: Any = registry.get(record.daq_job_type)
-        except Exception:
+        except ConfigError:  # its class is unknown here (a broken plugin): keep the name
             job_cls = record.daq_job_type
         return cls(
             daq_job_cls=job_cls,
@@ -59,7 +60,7 @@ class DAQJobProcess(msgspec.Struct, kw_only=True):
             raw_config=record.config,
             restart_on_crash=record.restart_on_crash,
             unique_id=record.unique_id,
-            state=record.state.value,
+            state=record.state,
             start_time=datetime.fromtimestamp(record.started_at) if record.started_at else None,
             daq_job_info=DAQJobInfo(
                 daq_job_type=record.daq_job_type,
