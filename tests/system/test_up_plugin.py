@@ -18,14 +18,14 @@ import uuid
 import pytest
 
 from tests.harness.leaks import live_children
-from tests.harness.system import csv_rows
+from tests.harness.system import DAQSystem, csv_rows
 from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.system
 
 ROWS = 400
 
-PLUGIN = '''
+PLUGIN = """
 import time
 
 import pyarrow as pa
@@ -52,7 +52,7 @@ class LabCounter(DAQJob):
             time.sleep(0.02)
         while not self._has_been_freed:
             time.sleep(0.05)
-'''
+"""
 
 
 def write(path: str, text: str) -> None:
@@ -187,3 +187,28 @@ def test_a_broken_plugin_affects_only_its_jobs_and_is_no_phantom_job(tmp_path) -
         code = stop_up(up)
     assert code == 0
     assert not live_children()
+
+
+def test_a_plugin_next_to_the_toml_files_runs_under_plain_celery_workers(system: DAQSystem) -> None:
+    """What compose runs: ``celery -A enrgdaq worker -Q lab`` with ENRGDAQ_CONFIG_DIR set and the
+    config directory mounted, nothing on PYTHONPATH that finds the plugin."""
+    write(os.path.join(system.config_dir, "lab_counter_jobs.py"), PLUGIN)
+    system.write(
+        "supervisor.toml",
+        f"""
+        plugins = ["enrgdaq_testjobs", "lab_counter_jobs"]
+        [info]
+        supervisor_id = "{system.supervisor_id}"
+        """,
+    )
+    system.write(
+        "counter.toml", 'daq_job_type = "LabCounter"\nrows = 20\n[store_config.csv]\nfile_path = "c.csv"\n'
+    )
+    system.csv_store()
+    assert system.config_dir not in system.env["PYTHONPATH"].split(os.pathsep)
+    system.start_all(queues=("lab", "store"))
+
+    wait_for(
+        lambda: len(csv_rows(system.out_dir)) >= 20, 30, f"the plugin job's rows (logs in {system.log_dir})"
+    )
+    assert system.job("counter").queue == "lab"
