@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import redis
 
 from enrgdaq import settings
-from enrgdaq.config.directory import read_config_dir
+from enrgdaq.config.directory import problem_job_id, read_config_dir
 from enrgdaq.config.loader import JobSpec, load_supervisor_config
 from enrgdaq.constants import (
     CONFIG_DIR_ENV,
@@ -31,6 +31,7 @@ from enrgdaq.constants import (
     SUPERVISOR_QUEUE,
 )
 from enrgdaq.control.connection import connect, redact
+from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.shutdown import stop_all_jobs
 from enrgdaq.errors import ConfigError, ControlPlaneError
@@ -194,7 +195,8 @@ class Stack:
         directory = read_config_dir(self.config_dir, supervisor=self.config)
         self.specs, self.problems = directory.jobs, directory.problems
         for problem in self.problems:
-            self.say(f"config problem (job not started): {problem}")
+            started = " (job not started)" if problem_job_id(problem) is not None else ""
+            self.say(f"config problem{started}: {problem}")
         for proc in self.queue_processes():
             proc.start()
             self.processes.append(proc)
@@ -288,7 +290,7 @@ class Stack:
         except Exception:
             return False
         return bool(records) and not any(
-            r.state.value in ("registered", "waiting", "starting") for r in records
+            r.state in (JobState.REGISTERED, JobState.WAITING, JobState.STARTING) for r in records
         )
 
     def shutdown(self) -> None:
