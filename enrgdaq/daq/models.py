@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from enrgdaq.data.settings import RING_NAME_PATTERN
 from enrgdaq.models import LogVerbosity, SupervisorInfo
 
 __all__ = [
@@ -145,9 +146,12 @@ class DAQJobMessageRingNotify(DAQJobMessage, kw_only=True):
 
     It carries no data; a consumer reads from its own cursor, so a lost
     notification delays a payload (until the next poll) but never loses it.
+    ``ring`` is a plain ring file name (``ring-<producer id>``): any other
+    (``../../etc/passwd``, an absolute path) fails to decode and is counted as
+    malformed by the receiver, never opened.
     """
 
-    ring: str
+    ring: Annotated[str, msgspec.Meta(pattern=RING_NAME_PATTERN)]
     seq: int
 
 

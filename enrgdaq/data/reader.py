@@ -22,7 +22,7 @@ from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.data import layout as L
 from enrgdaq.data.decoder import SlotDecoder
 from enrgdaq.data.ring import Ring, fence
-from enrgdaq.data.settings import RING_PREFIX
+from enrgdaq.data.settings import RING_PREFIX, ring_file
 from enrgdaq.errors import DAQError, MessageError
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,11 @@ def _detach_payload(message: DAQJobMessage) -> None:
     table = getattr(message, "table", None)
     if isinstance(table, pa.Table):
         message.table = message.copy_table()  # type: ignore[attr-defined]
+
+
+def _worth_a_line(count: int) -> bool:
+    """Log the 1st, 10th, 100th, then every 1000th time (as ``enrgdaq.daq.stats.worth_a_line``)."""
+    return count in (1, 10, 100) or count % 1000 == 0
 
 
 class SlotGuard:
@@ -136,6 +141,7 @@ class RingReader:
         self.decoder = SlotDecoder()
         self.lost = 0
         self.corrupted = 0
+        self.bad_names = 0  # ring names that are no plain ring file of run_dir: refused, never opened
 
     def scan(self) -> None:
         """Attach to every ring file of the run directory that has an entry for this consumer.
@@ -161,6 +167,17 @@ class RingReader:
             if name not in self.trackers:
                 self.track(name)
 
+    def _refuse(self, name: object) -> None:
+        self.bad_names += 1
+        if _worth_a_line(self.bad_names):
+            logger.warning(
+                "[%s] refused a ring name that is no ring file of %s: %.80r (%d in all)",
+                self.consumer,
+                self.run_dir,
+                name,
+                self.bad_names,
+            )
+
     def _same_file(self, name: str, tracker: RingTracker) -> bool:
         try:
             return os.stat(os.path.join(self.run_dir, name)).st_ino == tracker.ring.inode
@@ -168,11 +185,20 @@ class RingReader:
             return False
 
     def track(self, name: str) -> RingTracker | None:
+        """The ring ``name`` of the run directory, attached if this consumer has an entry in it.
+
+        ``name`` may come from the wire (a notify): one that is not a plain ring file name
+        of the run directory is counted in ``bad_names`` and never opened.
+        """
         tracker = self.trackers.get(name)
         if tracker is not None:
             return tracker
+        path = ring_file(self.run_dir, name)
+        if path is None:
+            self._refuse(name)
+            return None
         try:
-            ring = Ring.attach(os.path.join(self.run_dir, name))
+            ring = Ring.attach(path)
         except (OSError, DAQError):
             return None
         index = ring.find_consumer(self.consumer)

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import mmap
 import os
+import stat
 import struct
 import threading
 import time
@@ -92,7 +93,7 @@ class Ring:
         """Open the producer's ring, creating it or continuing an existing one of the same geometry."""
         slot_size = -(-slot_size // 64) * 64
         size = L.file_size(slot_count, slot_size)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             existing = os.fstat(fd).st_size
@@ -159,10 +160,13 @@ class Ring:
 
     @classmethod
     def attach(cls, path: str) -> Ring:
-        """Map an existing ring (a consumer)."""
-        fd = os.open(path, os.O_RDWR)
+        """Map an existing ring (a consumer). Never through a symlink, never anything but a file."""
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise DAQError(f"{path} is not an ENRGDAQ ring (not a regular file)")
+            size = info.st_size
             if size < L.PAGE:
                 raise DAQError(f"{path} is not an ENRGDAQ ring (too small)")
             return cls(path, fd, mmap.mmap(fd, size))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import msgspec
+
+from enrgdaq.models import ID_PATTERN
 
 
 class DataPlaneSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -26,8 +31,24 @@ class DataPlaneSettings(msgspec.Struct, kw_only=True, frozen=True):
     consumer_timeout_s: float = 60.0
 
 
-def ring_path(run_dir: str, producer_id: str) -> str:
-    return f"{run_dir}/ring-{producer_id}"
-
-
 RING_PREFIX = "ring-"
+_ID_BODY = ID_PATTERN.pattern.removeprefix("^").removesuffix("$")
+RING_NAME_PATTERN = "^" + re.escape(RING_PREFIX) + _ID_BODY + r"\Z"
+"""A ring's file name: ``ring-<producer unique id>``; nothing else (no separator, no ``..``)."""
+_RING_NAME = re.compile(RING_NAME_PATTERN)
+
+
+def ring_path(run_dir: str, producer_id: str) -> str:
+    return f"{run_dir}/{RING_PREFIX}{producer_id}"
+
+
+def ring_file(run_dir: str, name: object) -> str | None:
+    """The path of ring ``name`` in ``run_dir``; None when ``name`` is not a ring's plain file name
+    there (it came from the wire: ``../../etc/passwd``, an absolute path, a symlink out of the
+    directory). Call before opening any ring named by someone else."""
+    if not isinstance(name, str) or _RING_NAME.match(name) is None:
+        return None
+    path = os.path.join(run_dir, name)
+    if os.path.dirname(os.path.realpath(path)) != os.path.realpath(run_dir):
+        return None
+    return path

@@ -10,7 +10,8 @@ from enrgdaq.data import layout as L
 from enrgdaq.data.encoder import SlotEncoder
 from enrgdaq.data.membership import name_hash
 from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence
-from enrgdaq.data.settings import DataPlaneSettings, ring_path
+from enrgdaq.data.settings import RING_PREFIX, DataPlaneSettings, ring_file
+from enrgdaq.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,10 @@ class RingWriter:
     def __init__(self, producer_id: str, settings: DataPlaneSettings) -> None:
         self.settings = settings
         slot_count = check_geometry(settings.ring_bytes, settings.slot_bytes, settings.run_dir)
-        self.ring = Ring.create(ring_path(settings.run_dir, producer_id), slot_count, settings.slot_bytes)
+        path = ring_file(settings.run_dir, RING_PREFIX + producer_id)
+        if path is None:  # consumers would refuse the name
+            raise ConfigError(f"{producer_id!r} cannot name a ring file in {settings.run_dir}")
+        self.ring = Ring.create(path, slot_count, settings.slot_bytes)
         self.encoder = SlotEncoder()
         self._known: dict[str, int] = {}  # consumer name -> its entry
         self._hashes: dict[str, int] = {}
