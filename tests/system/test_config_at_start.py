@@ -53,3 +53,33 @@ def test_an_edit_that_breaks_a_running_jobs_file_keeps_the_job_running(system: D
     again = system.job("calib")
     assert again.state is JobState.RUNNING and again.task_id == running.task_id
     assert os.path.exists(present)
+
+
+def test_a_new_file_claiming_a_running_jobs_id_is_the_duplicate_whatever_its_name(
+    system: DAQSystem, tmp_path
+) -> None:
+    present = tmp_path / "present.json"
+    present.write_text("{}")
+    system.write(
+        "z_calib.toml",
+        f'daq_job_type = "DAQJobNeedsFile"\ndaq_job_unique_id = "calib"\nneeds = "{present}"\n',
+    )
+    system.start_all(queues=("default",))
+    running = system.wait_state("calib", JobState.RUNNING.value, timeout=30)
+
+    # Sorts first, but the id is held by z_calib.toml in the running system.
+    intruder = system.write(
+        "a_calib.toml",
+        'daq_job_type = "DAQJobNeedsFile"\ndaq_job_unique_id = "calib"\nneeds = "/nonexistent"\n',
+    )
+    problems = system.registry.redis
+
+    def reported() -> list[str]:
+        found = problems.hgetall(system.registry.keys.problems).values()
+        return [v for v in found if intruder in v and "already used by" in v]
+
+    [problem] = wait_for(reported, 20, "the new file to be reported as the duplicate")
+    assert "z_calib.toml" in problem
+    again = system.job("calib")
+    assert again.config_file.endswith("z_calib.toml")
+    assert again.state is JobState.RUNNING and again.task_id == running.task_id
