@@ -36,7 +36,16 @@ DATA_COUNTERS = (
     ("failed", "failed in handle_message"),
 )
 """Counters that mean data went missing or astray: status shows every one that is not zero."""
-DATA_GAUGES = ("ring_occupancy", "ring_slots", "ring_blocked_ms", "ring_unreleased")
+DATA_GAUGES = (
+    "ring_occupancy",
+    "ring_slots",
+    "ring_blocked_ms",
+    "ring_unreleased",
+    "write_errors",
+    "write_failing",
+)
+ERROR_STATES = ("crashed", "restart_scheduled", "stalled", "stopped")
+"""States whose error (if any) the table prints under it: why it ended, or why it cannot write."""
 
 
 def data_health(stats: dict[str, object]) -> dict[str, int]:
@@ -48,6 +57,11 @@ def data_health(stats: dict[str, object]) -> dict[str, int]:
 def data_warnings(unique_id: str, data: dict[str, int]) -> list[str]:
     """One line per job whose data went missing or astray, or whose producer waits for its stores."""
     found = [f"{data[name]} {what}" for name, what in DATA_COUNTERS if data.get(name)]
+    if data.get("write_failing"):
+        found.append(
+            f"cannot write ({data.get('write_errors', 0)} failed attempts so far): "
+            "its data waits in the ring, retried with backoff"
+        )
     if data.get("ring_slots") and data.get("ring_occupancy", 0) >= data["ring_slots"]:
         found.append(f"ring full ({data['ring_slots']} slots): the producer waits for its stores")
     return [f"{unique_id}: " + ", ".join(found)] if found else []
@@ -110,7 +124,7 @@ def render_table(doc: dict[str, object]) -> str:
         for row in [header, *rows]
     ]
     for j in jobs:
-        if j["error"] and j["state"] in ("crashed", "restart_scheduled"):
+        if j["error"] and j["state"] in ERROR_STATES:
             lines.append(f"{j['unique_id']}: {str(j['error']).strip().splitlines()[-1]}")
     for j in jobs:
         lines += [f"data: {line}" for line in data_warnings(str(j["unique_id"]), j.get("data") or {})]

@@ -21,6 +21,7 @@ from enrgdaq.constants import DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS
 from enrgdaq.control.dispatch import dispatch_due
 from enrgdaq.control.lifecycle import JobState, Outcome
 from enrgdaq.control.registry import JobRecord, JobRegistry
+from enrgdaq.daq.outbox import ROUTES_NOT_RUNNING
 from enrgdaq.data.settings import ring_path
 
 logger = logging.getLogger(__name__)
@@ -97,9 +98,31 @@ class Reconciler:
 
 
 def routes_of(records: list[JobRecord]) -> dict[str, list[str]]:
-    """Store class name -> unique ids of its running instances."""
+    """Store class name -> unique ids of every store that is wanted, running or not; under
+    ``ROUTES_NOT_RUNNING`` the ids of those that do not run now.
+
+    A store that restarts (or waits for a worker) stays in the routes, so that its producers
+    keep writing into their ring entry for it and the payloads wait there until it is back
+    (a store that never comes back is evicted after ``ring_consumer_timeout_seconds``, and what
+    it missed is counted). Inline messages go only to running stores (see
+    :mod:`enrgdaq.daq.outbox`).
+    """
     routes: dict[str, list[str]] = {}
+    not_running: list[str] = []
     for record in records:
-        if record.state is JobState.RUNNING and record.is_store:
+        if record.is_store and store_is_wanted(record):
             routes.setdefault(record.daq_job_type, []).append(record.unique_id)
+            if record.state is not JobState.RUNNING:
+                not_running.append(record.unique_id)
+    if not_running:
+        routes[ROUTES_NOT_RUNNING] = not_running
     return routes
+
+
+def store_is_wanted(record: JobRecord) -> bool:
+    """Meant to run: not asked to stop (by a person, or a removed file), not crashed for good."""
+    return (
+        record.desired == "run"
+        and not record.removed
+        and record.state not in (JobState.STOPPED, JobState.CRASHED)
+    )

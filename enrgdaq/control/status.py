@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from enrgdaq.control.keys import Keys
+from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.registry import JobRecord, JobRegistry
 from enrgdaq.daq.models import DAQJobInfo, DAQJobStats
 from enrgdaq.models import SupervisorInfo
@@ -50,20 +51,30 @@ def _iso(epoch: float | None) -> str | None:
 
 def job_status(record: JobRecord) -> JobStatus:
     live = record.state.is_live
+    stats = record.stats_dict
+    state, error = shown_state(record, stats)
     return JobStatus(
         unique_id=record.unique_id,
         daq_job_type=record.daq_job_type,
         queue=record.queue,
-        state=record.state.shown,
+        state=state,
         pid=record.pid if live else None,
         hostname=record.hostname or None,
         restarts=record.restarts,
         last_heartbeat=_iso(record.last_heartbeat),
         restart_at=_iso(record.restart_at),
-        error=record.error or None,
+        error=error,
         config_file=record.config_file or None,
-        stats=record.stats_dict,
+        stats=stats,
     )
+
+
+def shown_state(record: JobRecord, stats: dict[str, Any]) -> tuple[str, str | None]:
+    """(state, error) as status shows them: a running store whose writes fail is ``stalled``,
+    with its last write error (its data waits in the ring; the registry still says running)."""
+    if record.state is JobState.RUNNING and stats.get("write_failing"):
+        return JobState.STALLED.value, str(stats.get("last_error") or "cannot write")
+    return record.state.shown, record.error or None
 
 
 def collect_status(registry: JobRegistry, info: SupervisorInfo) -> SupervisorStatus:

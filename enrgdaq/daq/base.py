@@ -13,6 +13,7 @@ messages inside their own loop, on one thread, so they need no locks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -234,9 +235,24 @@ class DAQJob(StoreOutbox):
         """Ask ``start()`` to return; safe from any thread."""
         self._has_been_freed = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A job written against the original API may clean up in ``__del__``, which ``free()``
+        calls; Python calls it again at garbage collection, so it is made to run once per job."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__del__")
+        if own is not None and not getattr(own, "_runs_once", False):
+            cls.__del__ = _once_per_job(own)  # type: ignore[attr-defined]
+
+    def cleanup(self) -> None:
+        """Release what the job holds (files, devices) and write what it buffered; ``free()``
+        calls it once, before the job's sockets close. Override it (and call ``super()``)
+        rather than defining ``__del__``, which garbage collection may run at any time."""
+
     def free(self, for_good: bool = False) -> None:
         """Stop the job and release what it holds (files, devices, sockets); runs once.
 
+        Calls :meth:`cleanup`, then a ``__del__`` that a job of the original API defines (once);
+        an error of either is raised after the sockets are closed (the run records it).
         ``for_good``: a person stopped it or its file is gone, so it will not come
         back: a consumer then stops holding producers' rings.
         """
@@ -244,10 +260,13 @@ class DAQJob(StoreOutbox):
         if self._cleaned_up:
             return
         self._cleaned_up = True
-        cleanup = getattr(type(self), "__del__", None)
+        legacy = getattr(type(self), "__del__", None)
         try:
-            if cleanup is not None:
-                cleanup(self)
+            try:
+                self.cleanup()
+            finally:
+                if legacy is not None:
+                    legacy(self)
         finally:
             self._close_data_plane(for_good)
             self._close_message_plane()
@@ -262,6 +281,20 @@ class DAQJob(StoreOutbox):
     @property
     def message_plane(self) -> Any:
         return self._plane
+
+
+def _once_per_job(method: Any) -> Any:
+    """``method`` (a ``__del__``) wrapped so that it runs at most once per job object."""
+
+    @functools.wraps(method)
+    def once(self: Any) -> None:
+        done = self.__dict__.setdefault("_del_done", set())
+        if method not in done:
+            done.add(method)
+            method(self)
+
+    once._runs_once = True  # type: ignore[attr-defined]
+    return once
 
 
 from enrgdaq.daq.process import DAQJobProcess  # noqa: E402  (re-exported: the original's location)

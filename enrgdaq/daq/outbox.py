@@ -1,10 +1,17 @@
 """How a job's store messages reach their stores: routes, the hold for a new producer, the ring.
 
 ``StoreOutbox`` is a part of :class:`enrgdaq.daq.base.DAQJob` (a mixin): a
-store message waits, at a new producer's start, until its stores have
-subscribed; it then goes into the producer's ring when its stores run on
-this node (a small wake-up crosses the proxy only when a store may be idle)
-and inline over ZMQ otherwise.
+store message waits, at a new producer's start, until its stores are known;
+it then goes into the producer's ring when its stores run on this node (a
+small wake-up crosses the proxy only when a store may be idle) and inline
+over ZMQ otherwise.
+
+The routes name every store that is wanted, also while it restarts (or waits
+for a worker): a ring payload for it waits in the ring until it is back (the
+``block`` policy holds the producer once the ring is full; ``drop`` counts).
+The stores among them that do not run now are listed under
+:data:`ROUTES_NOT_RUNNING`: an inline message would reach nobody, so it is
+counted (``unrouted``) and logged, never lost silently.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -28,7 +35,24 @@ from enrgdaq.models import SupervisorInfo
 _RING_PAYLOADS = (DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw)
 
 ROUTES_GRACE_SECONDS = 5.0
-"""How long a new producer holds a store message whose store has not subscribed yet."""
+"""How long a new producer holds a store message whose store is not known (or, for an inline
+message, not running) yet."""
+ROUTES_NOT_RUNNING = "~not_running"
+"""Key of the routes (never a store class name): ids of wanted stores that do not run now.
+Routes without it (a store's own announcement, the original's routes) name running stores."""
+
+
+class StoreTargets(NamedTuple):
+    """Where a store message with a given set of topics can go, by the routes of the moment."""
+
+    unknown: bool
+    """A store class it names has no wanted store (a new producer's first messages wait)."""
+    silent: bool
+    """A store class it names has no running store (a new producer's inline messages wait)."""
+    wanted: list[str]
+    """Ids of its wanted stores: the consumers of its ring payloads."""
+    listening: bool
+    """Some store of its classes runs now (an inline message reaches someone)."""
 
 
 class StoreOutbox:
@@ -49,7 +73,7 @@ class StoreOutbox:
         self._data_plane: DataPlaneSettings | None = None
         self._ring_writer: Any = None
         self._notify: dict[frozenset[str], DAQJobMessageRingNotify] = {}
-        self._targets: dict[frozenset[str], tuple[bool, list[str]]] = {}
+        self._targets: dict[frozenset[str], StoreTargets] = {}
         self._targets_routes: dict[str, list[str]] | None = None
         self._use_shm = use_shm
 
@@ -85,22 +109,34 @@ class StoreOutbox:
         self._data_plane = settings
 
     def _route_store_message(self, message: DAQJobMessage) -> bool:
-        """Hold a new producer's message until its stores run, then put it in the ring if it can go
-        there; False: send it inline."""
-        missing, consumers = self._store_targets(message.topics)
-        if missing:
-            self._hold_for_stores(message)
-            consumers = self._store_targets(message.topics)[1]
-        return self._send_through_ring(message, consumers)
+        """Hold a new producer's message until its stores are known, then put it in the ring if it
+        can go there (it waits there for a store that restarts); False: send it inline (counted as
+        ``unrouted`` when no store of its classes runs to receive it)."""
+        ring = self._ring_takes(message)
+        targets = self._store_targets(message.topics)
+        if targets.unknown if ring else targets.silent:
+            self._hold_for_stores(message, ring)
+            targets = self._store_targets(message.topics)
+        if ring and targets.wanted and self._send_through_ring(message, targets.wanted):
+            return True
+        if not targets.listening:
+            self._count_unrouted(message)
+        return False
+
+    def _ring_takes(self, message: DAQJobMessage) -> bool:
+        """Whether ``message`` goes through the ring (unless it is larger than a slot)."""
+        settings = self._data_plane
+        return (
+            settings is not None
+            and settings.enabled
+            and self._use_shm
+            and isinstance(message, _RING_PAYLOADS)
+        )
 
     def _send_through_ring(self, message: DAQJobMessage, consumers: list[str]) -> bool:
         """Put a store payload for ``consumers`` (stores of this node) in the ring; False: send it inline."""
         settings = self._data_plane
-        if settings is None or not settings.enabled or not self._use_shm:
-            return False
-        if not isinstance(message, _RING_PAYLOADS):
-            return False
-        if not consumers:
+        if settings is None or not self._ring_takes(message) or not consumers:
             return False
         writer = self._ring_writer
         if writer is None:
@@ -138,8 +174,8 @@ class StoreOutbox:
             self._notify[key] = notify
         self._plane.publisher().send(notify)
 
-    def _store_targets(self, topics: set[str]) -> tuple[bool, list[str]]:
-        """(whether a store class that ``topics`` name has no running store, the running stores' ids).
+    def _store_targets(self, topics: set[str]) -> StoreTargets:
+        """Where a message for ``topics`` can go (see :class:`StoreTargets`).
 
         Cached per set of topics until the routes change (at most every 0.1 s).
         """
@@ -150,41 +186,33 @@ class StoreOutbox:
         key = frozenset(topics)
         found = self._targets.get(key)
         if found is None:
-            wanted = store_names_of_topics(topics)
-            known = routes or {}
-            found = (
-                routes is None or not all(known.get(name) for name in wanted),
-                [uid for name in wanted for uid in known.get(name, [])],
-            )
-            self._targets[key] = found
+            found = self._targets[key] = _targets_of(store_names_of_topics(topics), routes)
         return found
 
-    def _hold_for_stores(self, message: DAQJobMessage) -> None:
-        """Hold a new producer's first store messages until all their stores subscribe (up to
-        ``ROUTES_GRACE_SECONDS`` from its start); count a message that no store at all takes."""
-        wanted = store_names_of_topics(message.topics)
+    def _hold_for_stores(self, message: DAQJobMessage, ring: bool) -> None:
+        """Hold a new producer's first store messages (up to ``ROUTES_GRACE_SECONDS`` from its
+        start) until each of their store classes has a wanted store (a ring payload) or a running
+        one (an inline message)."""
         self._ask_for_stores()
         deadline = self._started_monotonic + ROUTES_GRACE_SECONDS
-        while True:
-            routes = self.routes or {}
-            missing = [name for name in wanted if not routes.get(name)]
-            if not missing:
-                return
-            if time.monotonic() >= deadline or self._has_been_freed:
-                if len(missing) < len(wanted):
-                    return  # a store of another class that takes this config has it
-                self.counters.unrouted += 1
-                if worth_a_line(self.counters.unrouted - 1, self.counters.unrouted):
-                    self._logger.warning(
-                        "no running store for %s: %d message(s) sent with nobody listening",
-                        ", ".join(missing),
-                        self.counters.unrouted,
-                    )
+        while not self._has_been_freed and time.monotonic() < deadline:
+            targets = self._store_targets(message.topics)
+            if not (targets.unknown if ring else targets.silent):
                 return
             if self._receive_thread is None:
                 self._process_inbound(timeout_ms=20)
             else:
                 time.sleep(0.01)
+
+    def _count_unrouted(self, message: DAQJobMessage) -> None:
+        """A message that no store receives: counted and logged (1, 10, 100, then every 1000)."""
+        self.counters.unrouted += 1
+        if worth_a_line(self.counters.unrouted - 1, self.counters.unrouted):
+            self._logger.warning(
+                "no running store for %s: %d message(s) sent with nobody listening",
+                ", ".join(store_names_of_topics(message.topics)),
+                self.counters.unrouted,
+            )
 
     def data_plane_stats(self) -> dict[str, int]:
         """The producer's ring: sequence, occupancy, time blocked on slow consumers, drops."""
@@ -203,3 +231,17 @@ class StoreOutbox:
         if self._ring_writer is not None:
             self._ring_writer.close()
             self._ring_writer = None
+
+
+def _targets_of(names: list[str], routes: dict[str, list[str]] | None) -> StoreTargets:
+    """:class:`StoreTargets` of the store classes ``names`` under ``routes`` (None: not known yet)."""
+    known = routes or {}
+    idle = set(known.get(ROUTES_NOT_RUNNING, ()))
+    wanted = [uid for name in names for uid in known.get(name, [])]
+    running = {name: [uid for uid in known.get(name, []) if uid not in idle] for name in names}
+    return StoreTargets(
+        unknown=routes is None or not all(known.get(name) for name in names),
+        silent=routes is None or not all(running.values()),
+        wanted=wanted,
+        listening=any(running.values()),
+    )

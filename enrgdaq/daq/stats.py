@@ -30,6 +30,9 @@ class JobCounters:
         self.unrouted = 0
         self.dropped = 0
         self.inline_large = 0
+        self.write_errors = 0  # a store's failed write attempts (each retried; nothing lost)
+        self.write_failing = 0  # 1 while a store cannot write (its data waits in the ring)
+        self.last_error: str | None = None  # the last write error, as status shows it
         self.last_in: float | None = None
         self.last_out: float | None = None
         self._latencies: list[float] = []
@@ -75,6 +78,9 @@ class JobCounters:
             "unrouted": self.unrouted,
             "dropped": self.dropped,
             "inline_large": self.inline_large,
+            "write_errors": self.write_errors,
+            "write_failing": self.write_failing,
+            "last_error": self.last_error,
             "last_in": self.last_in,
             "last_out": self.last_out,
         }

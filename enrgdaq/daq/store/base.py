@@ -4,19 +4,31 @@ A store subscribes to ``store.<ClassName>`` (and the supervisor-local form)
 and handles messages and writes inside one loop on one thread: no message
 is ever handled while ``store_loop`` is writing, which was a source of lost
 rows in the original.
+
+A write that fails with ``OSError`` or ``StoreWriteError``, in ``handle_message``
+or in ``store_loop``, loses nothing: the message is kept (the failed one first,
+then whatever came after it, in order), the store takes nothing more from its
+rings (the producers wait on the full ring) and tries again with backoff
+(:mod:`enrgdaq.daq.store.retry`); ``enrgdaq status`` shows it ``stalled`` with the
+error. Ring slots are given back only once what they held is written.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from typing import Any, ClassVar
 
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageRingNotify, DAQJobMessageStoreReady
+from enrgdaq.daq.stats import worth_a_line
 from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobStoreConfigBase
+from enrgdaq.daq.store.retry import RETRYABLE_ERRORS, WriteRetry
 from enrgdaq.daq.topics import Topic, exact
 from enrgdaq.data.reader import RingReader
 from enrgdaq.data.settings import DataPlaneSettings
+from enrgdaq.errors import DAQJobStopError, StoreWriteError
 
 STORE_POLL_MILLISECONDS = 20
 DRAIN_SECONDS = 1.0
@@ -29,6 +41,9 @@ RING_NAPS_SECONDS = (100e-6, 200e-6, 400e-6, 800e-6)
 """After its last payload a store looks at its rings again after these naps (1.5 ms in all)
 before it asks the producers for a wake-up: payloads that keep coming then need no wake-up
 through the proxy at all, and wait at most a nap."""
+HELD_INLINE_MAX = 100_000
+"""While writes fail, inline messages (not in a ring) wait in memory up to this many; beyond it
+they are counted as ``failed`` and logged (ring payloads wait in the ring, without limit)."""
 
 
 class DAQJobStore(DAQJob):
@@ -39,9 +54,11 @@ class DAQJobStore(DAQJob):
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         self._rings: RingReader | None = None
-        self._unreleased: list[DAQJobMessage] = []
+        self._unreleased: list[DAQJobMessage] = []  # handled; their slots go once written out
+        self._held: deque[DAQJobMessage] = deque()  # not handled yet: a write failed (oldest first)
         self._naps = len(RING_NAPS_SECONDS)  # naps taken since the last payload (all: ask for wake-ups)
         super().__init__(config, *args, **kwargs)
+        self._writes = WriteRetry(self.counters, self._logger)
 
     def _subscriptions(self) -> list[bytes]:
         name = type(self).__name__
@@ -68,6 +85,9 @@ class DAQJobStore(DAQJob):
         next_poll, next_inbound = now + RING_POLL_SECONDS, now
         rings = self._rings
         while not self._has_been_freed:
+            if self._writes.failing:
+                self._wait_to_retry()
+                continue
             timeout = 0
             if not self._drain_ring(None):
                 if rings is not None and rings.trackers and self._naps < len(RING_NAPS_SECONDS):
@@ -82,9 +102,91 @@ class DAQJobStore(DAQJob):
             if now >= next_poll:
                 self._poll_rings()
                 next_poll = now + RING_POLL_SECONDS
-            self.store_loop()
-            self._release_flushed()
+            self._write_out()
         self._drain()
+
+    # -- writing, and what happens when it fails -------------------------------------
+    def _handle(self, message: DAQJobMessage) -> None:
+        """``handle_message`` as :meth:`DAQJob._deliver` calls it, except that a write error
+        (``OSError``, ``StoreWriteError``) goes to the caller, which keeps the message.
+
+        Other exceptions stay what they were: retrying cannot help a bug or a message the store
+        cannot take, so the message is counted (``failed``), logged, and its slot given back.
+        """
+        accepted = self._accepts.get(type(message))
+        if accepted is None:
+            accepted = self._accepts[type(message)] = any(
+                isinstance(message, t) for t in self.allowed_message_in_types
+            )
+        if not accepted:
+            self.counters.rejected += 1
+            return
+        try:
+            self.handle_message(message)
+        except RETRYABLE_ERRORS:
+            raise
+        except DAQJobStopError:
+            self.request_stop()
+        except Exception:
+            self.counters.failed += 1
+            self._logger.exception("handle_message failed for %s", type(message).__name__)
+
+    def _deliver(self, message: DAQJobMessage) -> None:
+        """An inline message (from the message plane): handled, or kept in order while writes fail."""
+        if self._writes.failing:
+            self._hold(message)
+            return
+        try:
+            self._handle(message)
+        except RETRYABLE_ERRORS as exc:
+            self._held.append(message)
+            self._writes.failed(exc)
+
+    def _hold(self, message: DAQJobMessage) -> None:
+        if len(self._held) < HELD_INLINE_MAX:
+            self._held.append(message)
+            return
+        self.counters.failed += 1
+        if worth_a_line(self.counters.failed - 1, self.counters.failed):
+            self._logger.error(
+                "cannot write and already holds %d messages: %d inline message(s) dropped so far",
+                len(self._held),
+                self.counters.failed,
+            )
+
+    def _write_out(self) -> None:
+        """``store_loop``, then give back the slots of what it wrote; a write error keeps them."""
+        try:
+            self.store_loop()
+        except RETRYABLE_ERRORS as exc:
+            self._writes.failed(exc)
+            return
+        self._release_flushed()
+
+    def _wait_to_retry(self) -> None:
+        """While writes fail: answer the message plane (a stop, routes; store messages are kept in
+        order), take nothing from the rings (producers wait), and retry once the backoff is over.
+        The lease keeper says the store is alive in its rings meanwhile: it is never evicted."""
+        left = self._writes.seconds_left()
+        if left <= 0:
+            self._retry_writes()
+            return
+        self._process_inbound(timeout_ms=max(1, min(STORE_POLL_MILLISECONDS, math.ceil(left * 1000))))
+
+    def _retry_writes(self) -> bool:
+        """Hand the kept messages again, oldest first, then write out; True when all of it went."""
+        held = self._held
+        try:
+            while held:
+                self._handle(held[0])
+                self._unreleased.append(held.popleft())
+            self.store_loop()
+        except RETRYABLE_ERRORS as exc:
+            self._writes.failed(exc)
+            return False
+        self._writes.succeeded()
+        self._release_flushed()
+        return True
 
     # -- the data plane ------------------------------------------------------------
     def configure_data_plane(self, settings: DataPlaneSettings) -> None:
@@ -99,14 +201,22 @@ class DAQJobStore(DAQJob):
         super()._dispatch(message)
 
     def _drain_ring(self, name: str | None) -> int:
-        if self._rings is None:
+        """Take and handle what waits in one ring (or all); nothing while writes fail."""
+        if self._rings is None or self._writes.failing:
             return 0
         messages = self._rings.drain(name)
-        if messages:
-            self._naps = 0  # (also after a wake-up) look again soon before asking for the next one
-        deliver = self._deliver
-        for message in messages:
-            deliver(message)
+        if not messages:
+            return 0
+        self._naps = 0  # (also after a wake-up) look again soon before asking for the next one
+        handle = self._handle
+        for i, message in enumerate(messages):
+            try:
+                handle(message)
+            except RETRYABLE_ERRORS as exc:
+                self._unreleased += messages[:i]
+                self._held.extend(messages[i:])  # the failed one first: the order is kept
+                self._writes.failed(exc)
+                return len(messages)
         self._unreleased += messages
         return len(messages)
 
@@ -125,7 +235,7 @@ class DAQJobStore(DAQJob):
 
     def _release_flushed(self) -> None:
         """Give ring slots back once what they held is written out (a crash then loses nothing)."""
-        if self._unreleased and not self.has_unflushed_data():
+        if self._unreleased and not self._writes.failing and not self.has_unflushed_data():
             for message in self._unreleased:
                 release = getattr(message, "release", None)
                 if release is not None:
@@ -142,19 +252,62 @@ class DAQJobStore(DAQJob):
             stats.update(
                 ring_lost=self._rings.lost,
                 ring_corrupted=self._rings.corrupted,
-                ring_unreleased=len(self._unreleased),
+                ring_unreleased=len(self._unreleased) + len(self._held),
             )
         return stats
 
+    def cleanup(self) -> None:
+        """At ``free()`` (once): a last try to write what is still kept; what cannot be written is
+        logged and raised as ``StoreWriteError`` (the run's error in ``enrgdaq status``), and its
+        ring slots stay held for the store's next run (see :meth:`_close_data_plane`)."""
+        super().cleanup()
+        if self._writes.failing or self._held or self.has_unflushed_data():
+            self._retry_writes()
+        if self._writes.failing:
+            text = (
+                f"stopped while it cannot write: {len(self._held) + len(self._unreleased)} "
+                f"message(s) not written ({self.counters.last_error})"
+            )
+            self._logger.error("%s", text)
+            raise StoreWriteError(text)
+
     def _close_data_plane(self, for_good: bool) -> None:
         super()._close_data_plane(for_good)
+        self._release_flushed()
+        self._keep_unwritten(for_good)
         if self._rings is not None:
-            self._release_flushed()
             if for_good:
                 self._rings.detach()
-            self._unreleased.clear()
             self._rings.close()
             self._rings = None
+
+    def _keep_unwritten(self, for_good: bool) -> None:
+        """What was not written is not given back: its slots stay for the store's next run (a
+        stop for good detaches, and the next run counts them as missed); inline messages are lost,
+        counted as ``failed``."""
+        kept = lost = 0
+        for message in [*self._unreleased, *self._held]:
+            guard = getattr(message, "__dict__", {}).get("_ring_guard")
+            if guard is None:
+                lost += 1
+            else:
+                # A guard releases its slot when it dies; released as "seq -1" (already behind
+                # the ring's release point) it gives nothing back, so the cursor stays before it.
+                guard.seq = -1
+                kept += 1
+        self._unreleased.clear()
+        self._held.clear()
+        if lost:
+            self.counters.failed += lost
+        if kept or lost:
+            self._logger.error(
+                "%d ring payload(s) not written %s; %d inline message(s) not written are lost",
+                kept,
+                "(the store stops for good: counted as missed if it runs again)"
+                if for_good
+                else "stay in the ring for the next run",
+                lost,
+            )
 
     def _on_store_query(self) -> None:
         self._announce()
@@ -172,12 +325,21 @@ class DAQJobStore(DAQJob):
         )
 
     def _drain(self) -> None:
-        """Take what the proxy and the rings already hold, so that a stop loses nothing in flight."""
+        """Take what the proxy and the rings already hold and write it, so that a stop loses nothing
+        in flight (while writes fail, one more try; :meth:`cleanup` tries once more)."""
         deadline = time.monotonic() + DRAIN_SECONDS
         while time.monotonic() < deadline and (self._process_inbound(timeout_ms=0) or self._drain_ring(None)):
             pass
-        self.store_loop()
-        self._release_flushed()
+        if self._writes.failing:
+            self._retry_writes()
+        else:
+            self._write_out()
 
     def store_loop(self) -> None:
-        """Called after each batch of messages, and at least every few ms: write out buffered data."""
+        """Called after each batch of messages, and at least every few ms: write out buffered data.
+
+        Raise ``OSError`` or ``StoreWriteError`` when a write fails and may work later: what is
+        buffered stays (do not drop it), and this is called again after the backoff. Data that
+        ``handle_message`` buffers for this method must show in :meth:`has_unflushed_data`, or
+        its ring slots are given back before it is written.
+        """

@@ -1,4 +1,10 @@
-"""CSV store: appends the rows of Arrow and tabular messages to CSV files."""
+"""CSV store: appends the rows of Arrow and tabular messages to CSV files.
+
+Rows are buffered per file and appended at a flush; the ring slots that held them are given
+back only after that (a crash or a failed write loses nothing). A failed write (a full disk, an
+output directory that is gone) is cut back and retried with backoff by the store base class
+(:mod:`enrgdaq.daq.store.retry`): every row reaches the file once.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import csv
 import io
 import os
 import time
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -21,7 +27,7 @@ from enrgdaq.daq.store.models import (
     DAQJobStoreConfigCSV,
 )
 from enrgdaq.daq.store.paths import modify_file_path
-from enrgdaq.errors import MissingDependencyError
+from enrgdaq.errors import MissingDependencyError, StoreWriteError
 
 DAQ_JOB_STORE_CSV_FLUSH_INTERVAL_SECONDS = 1
 
@@ -33,61 +39,96 @@ class DAQJobStoreCSVConfig(DAQJobConfig, kw_only=True):
 
 
 class CSVFile:
-    """One open CSV file; rows are written at once and flushed by the store."""
+    """One CSV file. Rows are buffered in memory and appended at a flush, all or nothing: a write
+    that fails is cut back to where the file ended, and the rows stay buffered for the retry, so
+    that no row is written twice and the file never ends in a partial row.
+
+    The file is opened for each flush, not kept open: a directory that was replaced, or a file
+    that was moved away, is noticed (a kept descriptor would write into the old one).
+    """
 
     def __init__(self, path: str, overwrite: bool, use_zstd: bool) -> None:
         self.path = path
         self.overwrite = overwrite
-        self.use_zstd = use_zstd
         self.rows_written = 0
-        self._raw: IO[bytes] | None = None
-        self._out: Any = None
-        self.has_header = False
+        self._compressor = _zstd_compressor() if use_zstd else None
+        self._header = b""
+        self._chunks: list[bytes] = []
+        self._rows = 0
+        self._cut_to: int | None = None  # a failed write could not be cut back yet: do it first
 
-    def open(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        mode = "wb" if self.overwrite else "ab"
-        self._raw = open(self.path, mode)  # noqa: SIM115 - kept open for the store's lifetime
-        self.has_header = not self.overwrite and self._raw.tell() > 0
-        if self.use_zstd:
-            try:
-                import zstandard
-            except ImportError as exc:
-                raise MissingDependencyError("use_zstd in [store_config.csv]", "zstd", exc) from exc
-            self._out = zstandard.ZstdCompressor(level=3).stream_writer(self._raw)
-        else:
-            self._out = self._raw
+    @property
+    def pending(self) -> bool:
+        return bool(self._chunks)
 
-    def write(self, header: list[str], body: bytes, rows: int) -> None:
-        if self._out is None:
-            self.open()
-        if not self.has_header:
+    def add(self, header: list[str], body: bytes, rows: int) -> None:
+        """Buffer rows; ``header`` goes first into a new (empty) file."""
+        if not self._chunks:
             buf = io.StringIO()
             csv.writer(buf).writerow(header)
-            self._out.write(buf.getvalue().encode())
-            self.has_header = True
-        self._out.write(body)
-        self.rows_written += rows
+            self._header = buf.getvalue().encode()
+        self._chunks.append(body)
+        self._rows += rows
 
-    def flush(self) -> None:
-        if self._out is None:
+    def write_out(self) -> None:
+        """Append what is buffered (after the header when the file is new); raises OSError or
+        StoreWriteError with the rows still buffered and the file as it was."""
+        if not self._chunks:
             return
-        if self.use_zstd:
-            import zstandard
+        fd = self._open()
+        try:
+            if self._cut_to is not None:
+                os.ftruncate(fd, self._cut_to)
+                self._cut_to = None
+            offset = os.lseek(fd, 0, os.SEEK_END)
+            data = self._encoded(with_header=offset == 0)
+            try:
+                _write_all(fd, data)
+            except OSError as exc:
+                self._cut_back(fd, offset, exc)
+                raise
+        finally:
+            os.close(fd)
+        self.rows_written += self._rows
+        self._chunks.clear()
+        self._rows = 0
 
-            self._out.flush(zstandard.FLUSH_FRAME)
-        self._out.flush()
-        if self.overwrite:
-            self.close()
+    def _open(self) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if self.overwrite else os.O_APPEND)
+        try:
+            return os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            return os.open(self.path, flags, 0o644)
 
-    def close(self) -> None:
-        if self._out is None:
-            return
-        if self.use_zstd:
-            self._out.close()
-        elif self._raw is not None:
-            self._raw.close()
-        self._out = self._raw = None
+    def _encoded(self, with_header: bool) -> bytes:
+        data = b"".join([self._header, *self._chunks] if with_header else self._chunks)
+        return data if self._compressor is None else self._compressor.compress(data)  # one frame
+
+    def _cut_back(self, fd: int, offset: int, exc: OSError) -> None:
+        try:
+            os.ftruncate(fd, offset)
+        except OSError as cut:
+            self._cut_to = offset
+            raise StoreWriteError(
+                f"{self.path}: {exc}; it could not be cut back to {offset} bytes yet ({cut}): "
+                "tried again before the next write"
+            ) from exc
+
+
+def _zstd_compressor() -> Any:
+    try:
+        import zstandard
+    except ImportError as exc:
+        raise MissingDependencyError("use_zstd in [store_config.csv]", "zstd", exc) from exc
+    return zstandard.ZstdCompressor(level=3)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a full disk writes part, then raises)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _table_body(table: pa.Table) -> bytes:
@@ -116,10 +157,12 @@ class DAQJobStoreCSV(DAQJobStore):
     def __init__(self, config: DAQJobStoreCSVConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self._files: dict[str, CSVFile] = {}
-        self._dirty: set[str] = set()
+        self._dirty: set[str] = set()  # files with rows not written yet
         self._last_flush = time.monotonic()
+        self._write_failed = False  # the last write failed: the next store_loop writes at once
 
     def handle_message(self, message: DAQJobMessage) -> bool:
+        """Buffer the message's rows (no I/O: the store loop writes them out, see ``store_loop``)."""
         super().handle_message(message)
         assert isinstance(message, DAQJobMessageStore)
         csv_config = message.store_config.csv
@@ -133,28 +176,37 @@ class DAQJobStoreCSV(DAQJobStore):
             target = self._files[path] = CSVFile(path, csv_config.overwrite, csv_config.use_zstd)
         if isinstance(message, DAQJobMessageStorePyArrow):
             table = message.get_table()
-            target.write(list(table.column_names), _table_body(table), table.num_rows)
+            target.add(list(table.column_names), _table_body(table), table.num_rows)
             # Not released here: the store loop gives the ring slot back once the rows are
-            # flushed, so that a crash before the flush loses nothing (the slot is read again).
+            # written, so that a crash or a failed write loses nothing (the slot is read again).
         elif isinstance(message, DAQJobMessageStoreTabular):
             rows = _tabular_rows(message)
             buf = io.StringIO()
             csv.writer(buf).writerows(rows)
-            target.write(list(message.keys), buf.getvalue().encode(), len(rows))
+            target.add(list(message.keys), buf.getvalue().encode(), len(rows))
         self._dirty.add(path)
         return True
 
     def store_loop(self) -> None:
-        """Flush at once when idle, at most every second under load."""
+        """Write the buffered rows: at once when idle, at most every second under load; at once
+        when retrying a failed write, and at stop. A write error is raised with every row still
+        buffered (the base class retries with backoff; the ring slots stay held meanwhile)."""
         if not self._dirty:
             return
         now = time.monotonic()
-        if now - self._last_flush < DAQ_JOB_STORE_CSV_FLUSH_INTERVAL_SECONDS and self._pending_input():
+        if (
+            not self._has_been_freed
+            and not self._write_failed
+            and now - self._last_flush < DAQ_JOB_STORE_CSV_FLUSH_INTERVAL_SECONDS
+            and self._pending_input()
+        ):
             return
-        for path in self._dirty:
-            self._files[path].flush()
-        self._dirty.clear()
         self._last_flush = now
+        self._write_failed = True
+        for path in sorted(self._dirty):
+            self._files[path].write_out()
+            self._dirty.discard(path)  # written: a retry after another file's error skips it
+        self._write_failed = False
 
     def has_unflushed_data(self) -> bool:
         return bool(self._dirty)
@@ -166,8 +218,3 @@ class DAQJobStoreCSV(DAQJobStore):
         import zmq
 
         return bool(plane.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN)
-
-    def __del__(self) -> None:
-        for f in getattr(self, "_files", {}).values():
-            f.flush()
-            f.close()
