@@ -180,6 +180,10 @@ def _wait_for_record(fd: int) -> Holder | None:
         time.sleep(0.02)
 
 
+def _dead_here(holder: Holder) -> bool:
+    return holder.host == socket.gethostname() and not _alive(holder)
+
+
 def _alive(holder: Holder) -> bool:
     if holder.host != socket.gethostname():
         return True  # a shared directory: the holder's pid means nothing here
@@ -204,21 +208,33 @@ class RedisLock:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
-    def acquire(self, holder: Holder) -> None:
+    def acquire(self, holder: Holder) -> Holder | None:
+        """Set the key; returns the record of a dead holder of this host whose key it replaced.
+
+        A holder on another host is waited out (its key lapses), never judged by its pid.
+        """
         ttl_ms = int(REDIS_TTL_SECONDS * 1000)
         value = holder.dump()
+        gone: Holder | None = None
         for _ in range(3):  # the key may expire between a refused SET and the GET
             if self.client.set(self.key, value, nx=True, px=ttl_ms):
                 self._value = value
                 self._renewer = threading.Thread(target=self._renew, name="up-lock", daemon=True)
                 self._renewer.start()
-                return
+                return gone
             held = self.client.get(self.key)
-            if held is not None:
-                raise AlreadyRunningError(
-                    f"enrgdaq up of supervisor '{self.supervisor_id}' is already running on "
-                    f"{redact(self.url)}: {describe(Holder.parse(str(held)))}"
-                )
+            if held is None:
+                continue
+            other = Holder.parse(str(held))
+            if other is not None and _dead_here(other):
+                # A crashed up of this machine: no need to wait for its key to lapse.
+                self.client.eval(_RELEASE, 1, self.key, str(held))
+                gone = other
+                continue
+            raise AlreadyRunningError(
+                f"enrgdaq up of supervisor '{self.supervisor_id}' is already running on "
+                f"{redact(self.url)}: {describe(other)}"
+            )
         raise AlreadyRunningError(f"the lock {self.key} on {redact(self.url)} keeps changing hands")
 
     def _renew(self) -> None:
@@ -283,13 +299,14 @@ class UpLock:
             inherited = stale_run is not None and stale_run.owns_dir
             self.owns_run_dir = not self.run_dir_configured and (not existed or inherited)
             self.run.write(Holder(me.pid, me.host, me.started_at, me.config_dir, self.owns_run_dir))
+            stale_redis = None
             if client is not None:
                 self.redis = RedisLock(client, self.redis_url, self.supervisor_id)
-                self.redis.acquire(me)
+                stale_redis = self.redis.acquire(me)
         except BaseException:
             self.release()
             raise
-        stale = [h for h in (stale_state, stale_run) if h is not None]
+        stale = [h for h in (stale_state, stale_run, stale_redis) if h is not None]
         return list({h.pid: h for h in stale}.values())
 
     def release(self) -> None:

@@ -112,7 +112,7 @@ def test_a_second_up_in_the_same_directory_refuses_and_the_first_keeps_running(t
     first = start_up(workdir, "--quiet", env=env)
     second = None
     try:
-        wait_for(lambda: rows(workdir) >= 1, 30, "rows on disk from the first up")
+        wait_for(lambda: rows(workdir) >= 1, 60, "rows on disk from the first up")
         second = start_up(workdir, "--quiet", env=env, output="second.out")
         line = assert_refused(workdir, "second.out", second, first.pid)
         assert configs in line, line
@@ -146,7 +146,7 @@ def test_the_same_supervisor_id_on_the_same_redis_is_refused_from_another_direct
             examples(workdir, supervisor_id)
             envs.append({**user_env(), "ENRGDAQ_REDIS_URL": redis.url, "ENRGDAQ_RUN_DIR": run_dir})
         ups.append(start_up(dirs[0], "--quiet", env=envs[0]))
-        wait_for(lambda: rows(dirs[0]) >= 1, 30, "rows on disk from the first up")
+        wait_for(lambda: rows(dirs[0]) >= 1, 60, "rows on disk from the first up")
         ups.append(start_up(dirs[1], "--quiet", env=envs[1]))
         line = assert_refused(dirs[1], "up.out", ups[1], ups[0].pid)
         assert f"'{supervisor_id}'" in line, line
@@ -202,13 +202,13 @@ def test_a_killed_up_leaves_a_stale_lock_that_the_next_up_takes_over(tmp_path, s
     crashed = start_up(workdir, "--quiet", env=env, output="crashed.out")
     ups = [crashed]
     try:
-        wait_for(lambda: rows(workdir) >= 1, 30, "rows on disk from the first up")
+        wait_for(lambda: rows(workdir) >= 1, 60, "rows on disk from the first up")
         kill_tree(crashed)
 
         taker = start_up(workdir, "--quiet", env=env)
         ups.append(taker)
         written = rows(workdir)
-        wait_for(lambda: rows(workdir) > written + 5, 30, "rows from the up that took over")
+        wait_for(lambda: rows(workdir) > written + 5, 60, "rows from the up that took over")
         said = "\n".join(output(workdir, "up.out"))
         assert f"pid {crashed.pid}" in said, said  # the stale lock it took over, named
 
@@ -235,7 +235,7 @@ def test_a_configured_run_dir_and_the_users_files_in_it_survive_shutdown(tmp_pat
     examples(workdir, unique_id(), extra=f'run_dir = "{run_dir}"')
     up = start_up(workdir, "--quiet", env=user_env())
     try:
-        wait_for(lambda: rows(workdir) >= 1, 30, "rows on disk")
+        wait_for(lambda: rows(workdir) >= 1, 60, "rows on disk")
         made = set(os.listdir(run_dir))
         assert {"xpub.sock", "xsub.sock"} <= made, made
         assert any(name.startswith("ring-") for name in made), made
