@@ -8,33 +8,38 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from enrgdaq.daq.models import DAQJobMessage
-from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
+from enrgdaq.data.codec import Join, SlotCodec, default_codec
 from enrgdaq.data.slot import LENGTHS, SlotLayout, align
 from enrgdaq.errors import MessageError
-from enrgdaq.message.wire import MessageTypes
 
 PLAN_CACHE_SIZE = 64
+_BAD_SLOT = (
+    msgspec.DecodeError,
+    struct.error,
+    UnicodeDecodeError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    pa.ArrowException,
+)
+"""What reading a slot someone wrote badly (or forged) can raise: each becomes a MessageError."""
 
 
 class _Plan:
     """What the consumer needs to rebuild messages of one layout, worked out once."""
 
-    __slots__ = ("batch", "cls", "columns", "decoder", "ipc", "raw", "rows", "schema")
+    __slots__ = ("batch", "columns", "ipc", "join", "raw", "rows", "schema")
 
-    def __init__(self, layout: SlotLayout, types: MessageTypes, decoders: dict[type, Any]) -> None:
-        self.cls = types.get(layout.type_name)
-        decoder = decoders.get(self.cls)
-        if decoder is None:
-            decoder = decoders[self.cls] = msgspec.msgpack.Decoder(self.cls)
-        self.decoder = decoder
+    def __init__(self, layout: SlotLayout, codec: SlotCodec) -> None:
+        self.join: Join = codec.joiner(layout.type_name)
         self.rows = layout.num_rows
         self.ipc = layout.ipc
         self.batch = layout.batch
         self.raw = layout.raw
         self.schema: pa.Schema | None = None
         self.columns: list[tuple[pa.DataType, int, int, list[tuple[int, int] | None]]] = []
-        if layout.schema is None or not issubclass(self.cls, DAQJobMessageStorePyArrow):
+        if layout.schema is None:
             return
         self.schema = pa.ipc.read_schema(pa.py_buffer(layout.schema))
         for dtype, entry in zip(self.schema.types, layout.columns, strict=bool(layout.columns)):
@@ -45,51 +50,49 @@ class _Plan:
 
 
 class SlotDecoder:
-    """Reads messages from slots, zero-copy for Arrow tables. One per consuming thread."""
+    """Reads messages from slots, zero-copy for Arrow tables. One per consuming thread.
 
-    def __init__(self, types: MessageTypes | None = None) -> None:
-        self._types = types or MessageTypes()
+    ``codec`` builds the messages from their parts (default: the installed one,
+    see :mod:`enrgdaq.data.codec`).
+    """
+
+    def __init__(self, codec: SlotCodec | None = None) -> None:
+        self._codec = codec or default_codec()
         self._layout = msgspec.msgpack.Decoder(SlotLayout)
-        self._headers: dict[type, msgspec.msgpack.Decoder[Any]] = {}
         self._plans: dict[bytes, _Plan] = {}
 
     def _plan(self, raw: bytes) -> _Plan:
         plan = self._plans.get(raw)
         if plan is None:
-            plan = _Plan(self._layout.decode(raw), self._types, self._headers)
+            plan = _Plan(self._layout.decode(raw), self._codec)
             if len(self._plans) >= PLAN_CACHE_SIZE:
                 self._plans.clear()
             self._plans[raw] = plan
         return plan
 
-    def decode(self, slot: memoryview, address: int, guard: object) -> DAQJobMessage:
-        """The message in ``slot``; its table's buffers point at ``address`` and keep ``guard`` alive."""
+    def decode(self, slot: memoryview, address: int, guard: object, copy: bool = False) -> Any:
+        """The message in ``slot``; its table's buffers point at ``address`` and keep ``guard`` alive.
+
+        ``copy``: hand on a copy of the table instead (the slot can go at once) and no guard.
+        """
         try:
             layout_len, header_len = LENGTHS.unpack_from(slot, 0)
             head = LENGTHS.size + layout_len
             plan = self._plan(bytes(slot[LENGTHS.size : head]))
-            message = plan.decoder.decode(slot[head : head + header_len])
-        except (
-            msgspec.DecodeError,
-            struct.error,
-            UnicodeDecodeError,
-            ValueError,
-            TypeError,
-            IndexError,
-            KeyError,
-            pa.ArrowException,
-        ) as exc:
+            area = align(head + header_len)
+            payload: Any = None
+            if plan.schema is not None:
+                payload = self._table(plan, address + area, guard)
+                if copy:
+                    payload = copy_table(payload)
+            elif plan.raw is not None:
+                start, size = plan.raw
+                payload = bytes(slot[area + start : area + start + size])
+            return plan.join(slot[head : head + header_len], payload, None if copy else guard)
+        except MessageError:
+            raise
+        except _BAD_SLOT as exc:
             raise MessageError(f"corrupt ring slot: {exc}") from exc
-        area = align(head + header_len)
-        if plan.schema is not None:
-            try:
-                message.table = self._table(plan, address + area, guard)
-            except (pa.ArrowException, ValueError, TypeError, IndexError) as exc:
-                raise MessageError(f"ring slot holds a table that cannot be rebuilt: {exc}") from exc
-        elif plan.raw is not None and isinstance(message, DAQJobMessageStoreRaw):
-            start, size = plan.raw
-            message.data = bytes(slot[area + start : area + start + size])
-        return message
 
     @staticmethod
     def _table(plan: _Plan, address: int, guard: object) -> pa.Table:
@@ -114,3 +117,11 @@ class SlotDecoder:
             for dtype, nulls, offset, spans in plan.columns
         ]
         return pa.Table.from_arrays(arrays, schema=plan.schema)
+
+
+def copy_table(table: pa.Table) -> pa.Table:
+    """A copy of ``table`` that holds no slot (its buffers are new)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return pa.ipc.open_stream(sink.getvalue()).read_all()

@@ -7,27 +7,20 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from enrgdaq.daq.models import DAQJobMessage
-from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
+from enrgdaq.data.codec import SlotCodec, default_codec
 from enrgdaq.data.slot import ALIGN, LENGTHS, SlotLayout, align, plain
 from enrgdaq.errors import MessageError
 
 _Places = list[tuple[int, memoryview]]  # (offset in the buffer area, bytes to copy there)
 
 
-def _no_payload(obj: Any) -> Any:
-    """Encodes the table of a message as nil: its buffers travel beside the header."""
-    if isinstance(obj, pa.Table):
-        return None
-    raise MessageError(f"cannot put a value of type {type(obj).__name__} in a ring slot")
-
-
 class SlotEncoder:
     """Writes messages into slots. One per producing thread; a few microseconds plus the copy."""
 
-    def __init__(self) -> None:
-        self._header = msgspec.msgpack.Encoder(enc_hook=_no_payload)
+    def __init__(self, codec: SlotCodec | None = None) -> None:
+        self._codec = codec or default_codec()
         self._layout = msgspec.msgpack.Encoder()
+        self._header_only: dict[str, bytes] = {}  # type name -> its layout (no payload)
         # The last schema, its IPC bytes, and whether all its columns are flat (no children).
         self._schema: pa.Schema | None = None
         self._schema_bytes = b""
@@ -41,26 +34,19 @@ class SlotEncoder:
             self._schema, self._schema_bytes = schema, schema.serialize().to_pybytes()
             self._flat = all(plain(t) for t in schema.types)
 
-    def encode(self, message: DAQJobMessage, slot: memoryview) -> int:
+    def encode(self, message: Any, slot: memoryview) -> int:
         """Write ``message`` into ``slot``; returns the bytes used. Raises MessageError if it does not fit."""
-        if isinstance(message, DAQJobMessageStorePyArrow) and message.table is not None:
-            layout, places, total = self._table_layout(message.table, type(message).__name__)
-            header = self._header.encode(message)
-        elif isinstance(message, DAQJobMessageStoreRaw):
-            data = message.data
-            view = _bytes_view(data)  # its size in bytes, whatever the item size of what was given
+        type_name, header, payload = self._codec.split(message)
+        if isinstance(payload, pa.Table):
+            layout, places, total = self._table_layout(payload, type_name)
+        elif payload is not None:
+            view = _bytes_view(payload)  # its size in bytes, whatever the item size of what was given
             places = [(0, view)]
             total = align(view.nbytes)
-            layout = self._layout.encode(SlotLayout(type_name=type(message).__name__, raw=[0, view.nbytes]))
-            message.data = b""
-            try:
-                header = self._header.encode(message)
-            finally:
-                message.data = data
+            layout = self._layout.encode(SlotLayout(type_name=type_name, raw=[0, view.nbytes]))
         else:
             places, total = [], 0
-            layout = self._layout.encode(SlotLayout(type_name=type(message).__name__))
-            header = self._header.encode(message)
+            layout = self._header_layout(type_name)
         # Buffer starts are relative to the buffer area, which begins after layout and header.
         head = LENGTHS.size + len(layout)
         area = align(head + len(header))
@@ -73,6 +59,12 @@ class SlotEncoder:
             start = area + offset
             slot[start : start + view.nbytes] = view
         return area + total
+
+    def _header_layout(self, type_name: str) -> bytes:
+        layout = self._header_only.get(type_name)
+        if layout is None:
+            layout = self._header_only[type_name] = self._layout.encode(SlotLayout(type_name=type_name))
+        return layout
 
     def _table_layout(
         self, table: pa.Table, type_name: str

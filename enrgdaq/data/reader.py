@@ -15,11 +15,12 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 import pyarrow as pa
 
-from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.data import layout as L
+from enrgdaq.data.codec import SlotCodec
 from enrgdaq.data.decoder import SlotDecoder
 from enrgdaq.data.ring import Ring, fence
 from enrgdaq.data.settings import RING_PREFIX, ring_file
@@ -30,13 +31,6 @@ logger = logging.getLogger(__name__)
 
 REJOIN_COPY_SECONDS = 2.0
 """How long a rejoined consumer copies what it reads (the producer re-reads its table every 0.5 s)."""
-
-
-def _detach_payload(message: DAQJobMessage) -> None:
-    """Replace a zero-copy table by a copy, so that the slot can go at once."""
-    table = getattr(message, "table", None)
-    if isinstance(table, pa.Table):
-        message.table = message.copy_table()  # type: ignore[attr-defined]
 
 
 def _worth_a_line(count: int) -> bool:
@@ -132,13 +126,17 @@ class RingTracker:
 
 
 class RingReader:
-    """Every ring one consumer is registered in, below one run directory."""
+    """Every ring one consumer is registered in, below one run directory.
 
-    def __init__(self, consumer: str, run_dir: str) -> None:
+    ``codec`` builds the messages from slot parts (default: the installed one, see
+    :mod:`enrgdaq.data.codec`); a message holds its slot until it is released.
+    """
+
+    def __init__(self, consumer: str, run_dir: str, codec: SlotCodec | None = None) -> None:
         self.consumer = consumer
         self.run_dir = run_dir
         self.trackers: dict[str, RingTracker] = {}
-        self.decoder = SlotDecoder()
+        self.decoder = SlotDecoder(codec)
         self.lost = 0
         self.corrupted = 0
         self.bad_names = 0  # ring names that are no plain ring file of run_dir: refused, never opened
@@ -231,16 +229,16 @@ class RingReader:
         tracker = self.trackers[name] = RingTracker(ring, index)
         return tracker
 
-    def drain(self, name: str | None = None, limit: int = 1_000_000) -> list[DAQJobMessage]:
+    def drain(self, name: str | None = None, limit: int = 1_000_000) -> list[Any]:
         """Messages waiting in one ring (or in all), in order; each holds its slot until it is freed."""
-        out: list[DAQJobMessage] = []
+        out: list[Any] = []
         trackers = [self.track(name)] if name is not None else list(self.trackers.values())
         for tracker in trackers:
             if tracker is not None:
                 self._drain_one(tracker, out, limit)
         return out
 
-    def _drain_one(self, tracker: RingTracker, out: list[DAQJobMessage], limit: int) -> None:
+    def _drain_one(self, tracker: RingTracker, out: list[Any], limit: int) -> None:
         ring = tracker.ring
         index = tracker.index
         if ring.state(index) != L.ACTIVE:
@@ -274,7 +272,7 @@ class RingReader:
             guard = SlotGuard(tracker, seq, committed_ns)
             start = data + slot * size
             try:
-                message = decode(view[start : start + nbytes], address + start, guard)
+                message = decode(view[start : start + nbytes], address + start, guard, copying)
             except MessageError:
                 self.corrupted += 1
                 logger.exception("[%s] corrupt slot %d in ring %s; skipped", self.consumer, seq, ring.name)
@@ -284,10 +282,6 @@ class RingReader:
                 self.lost += 1
                 seq += 1
                 continue
-            if copying:
-                _detach_payload(message)
-            else:
-                message._ring_guard = guard  # type: ignore[attr-defined]
             out.append(message)
             seq += 1
         if unguarded:

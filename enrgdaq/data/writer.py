@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
-from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.data import layout as L
+from enrgdaq.data.codec import SlotCodec
 from enrgdaq.data.encoder import SlotEncoder
 from enrgdaq.data.membership import name_hash
 from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence
@@ -22,16 +23,20 @@ little longer each time while the wait lasts."""
 
 
 class RingWriter:
-    """Writes a producing job's messages into its ring. Used from one thread."""
+    """Writes a producing job's messages into its ring. Used from one thread.
 
-    def __init__(self, producer_id: str, settings: DataPlaneSettings) -> None:
+    ``codec`` turns messages into slot parts (default: the installed one, see
+    :mod:`enrgdaq.data.codec`).
+    """
+
+    def __init__(self, producer_id: str, settings: DataPlaneSettings, codec: SlotCodec | None = None) -> None:
         self.settings = settings
         slot_count = check_geometry(settings.ring_bytes, settings.slot_bytes, settings.run_dir)
         path = ring_file(settings.run_dir, RING_PREFIX + producer_id)
         if path is None:  # consumers would refuse the name
             raise ConfigError(f"{producer_id!r} cannot name a ring file in {settings.run_dir}")
         self.ring = Ring.create(path, slot_count, settings.slot_bytes)
-        self.encoder = SlotEncoder()
+        self.encoder = SlotEncoder(codec)
         self._known: dict[str, int] = {}  # consumer name -> its entry
         self._hashes: dict[str, int] = {}
         self._active: list[int] = []
@@ -88,7 +93,7 @@ class RingWriter:
             found = self._hashes[name] = name_hash(name)
         return found
 
-    def write(self, message: DAQJobMessage) -> int | None:
+    def write(self, message: Any) -> int | None:
         """Put ``message`` in the next slot; its sequence number, or None if dropped (``drop`` policy).
 
         Raises MessageError when the payload does not fit a slot (the caller sends it inline).

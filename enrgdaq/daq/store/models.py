@@ -13,6 +13,7 @@ import msgspec
 import pyarrow as pa
 
 from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
+from enrgdaq.data.codec import SlotCodec, install_codec
 from enrgdaq.errors import MessageError
 
 __all__ = [
@@ -145,6 +146,11 @@ class DAQJobMessageStore(DAQJobMessage, kw_only=True, dict=True):
 
         self.topics.update(store_topics(self))
 
+    def release(self) -> None:
+        """Done with the message: the ring slot it came from (if any) is free once no view of its
+        payload is left. Stores call it once what the message held is written out."""
+        self.__dict__.pop("_ring_guard", None)
+
 
 class DAQJobMessageStoreTabular(DAQJobMessageStore, kw_only=True):
     """Deprecated in the original, still accepted: rows or columns of plain values."""
@@ -187,7 +193,7 @@ class DAQJobMessageStorePyArrow(DAQJobMessageStore, kw_only=True):
     def release(self) -> None:
         """Done with the payload: its ring slot is free once no view of it is left."""
         self.table = None
-        self.__dict__.pop("_ring_guard", None)
+        super().release()
 
 
 class DAQJobMessageStoreRaw(DAQJobMessageStore, kw_only=True):
@@ -195,6 +201,12 @@ class DAQJobMessageStoreRaw(DAQJobMessageStore, kw_only=True):
 
     data: bytes
 
-    def release(self) -> None:
-        """Done with the payload: its ring slot (if any) is free."""
-        self.__dict__.pop("_ring_guard", None)
+
+def _slot_codec() -> SlotCodec:
+    """The data plane's codec for store messages (imported here, once the classes above exist)."""
+    from enrgdaq.daq.store.slot_codec import StoreSlotCodec
+
+    return StoreSlotCodec()
+
+
+install_codec(_slot_codec)
