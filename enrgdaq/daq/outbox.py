@@ -25,14 +25,19 @@ import msgspec
 
 from enrgdaq.daq.models import DAQJobInfo, DAQJobMessage, DAQJobMessageRingNotify, DAQJobMessageStoreQuery
 from enrgdaq.daq.stats import JobCounters, worth_a_line
-from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw
+from enrgdaq.daq.store.models import (
+    DAQJobMessageStorePyArrow,
+    DAQJobMessageStoreRaw,
+    DAQJobMessageStoreTabular,
+)
 from enrgdaq.daq.store.routing import store_names_of_topics
 from enrgdaq.daq.topics import Topic
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import MessageError
 from enrgdaq.models import SupervisorInfo
 
-_RING_PAYLOADS = (DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw)
+_RING_PAYLOADS = (DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw, DAQJobMessageStoreTabular)
+"""Store messages that wait in the ring for a store of this node (a tabular one as its header alone)."""
 
 ROUTES_GRACE_SECONDS = 5.0
 """How long a new producer holds a store message whose store is not known (or, for an inline
