@@ -45,10 +45,9 @@ def imported_names(path: pathlib.Path) -> list[str]:
 
 def test_no_module_of_the_data_plane_imports_the_job_layer() -> None:
     offenders = {
-        str(path.relative_to(REPO)): name
+        str(path.relative_to(REPO)): bad
         for path in data_modules()
-        for name in imported_names(path)
-        if name == FORBIDDEN or name.startswith(FORBIDDEN + ".")
+        if (bad := [n for n in imported_names(path) if n == FORBIDDEN or n.startswith(FORBIDDEN + ".")])
     }
 
     assert offenders == {}
