@@ -14,12 +14,11 @@ from enrgdaq.daq.models import DAQJobConfig
 from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobStoreConfig, DAQJobStoreConfigCSV
 
 
-def test_the_built_in_stores_clean_up_through_the_hook_not_del() -> None:
-    assert "__del__" not in vars(DAQJobStoreCSV)
+def test_the_csv_store_writes_its_rows_in_the_hook_once_not_again_at_garbage_collection(
+    tmp_path: Any,
+) -> None:
+    assert "__del__" not in vars(DAQJobStoreCSV), "a built-in store cleans up in __del__"
     assert "cleanup" in vars(DAQJob)
-
-
-def test_free_twice_and_garbage_collection_write_the_csv_rows_once(tmp_path: Any) -> None:
     out_dir = str(tmp_path / "out")
     store = DAQJobStoreCSV(
         DAQJobStoreCSVConfig(daq_job_type="DAQJobStoreCSV", daq_job_unique_id="store_csv", out_dir=out_dir)

@@ -56,6 +56,8 @@ class DAQJobStore(DAQJob):
         self._rings: RingReader | None = None
         self._unreleased: list[DAQJobMessage] = []  # handled; their slots go once written out
         self._held: deque[DAQJobMessage] = deque()  # not handled yet: a write failed (oldest first)
+        self._held_inline = 0  # inline messages among them (bounded: HELD_INLINE_MAX)
+        self._next_scan = 0.0  # while writes fail: when to look for new rings again
         self._naps = len(RING_NAPS_SECONDS)  # naps taken since the last payload (all: ask for wake-ups)
         super().__init__(config, *args, **kwargs)
         self._writes = WriteRetry(self.counters, self._logger)
@@ -143,14 +145,16 @@ class DAQJobStore(DAQJob):
             self._writes.failed(exc)
 
     def _hold(self, message: DAQJobMessage) -> None:
-        if len(self._held) < HELD_INLINE_MAX:
+        """Keep an inline message behind what waits already (memory is its only room)."""
+        if self._held_inline < HELD_INLINE_MAX:
+            self._held_inline += 1
             self._held.append(message)
             return
         self.counters.failed += 1
         if worth_a_line(self.counters.failed - 1, self.counters.failed):
             self._logger.error(
-                "cannot write and already holds %d messages: %d inline message(s) dropped so far",
-                len(self._held),
+                "cannot write and already holds %d inline messages: %d dropped so far",
+                self._held_inline,
                 self.counters.failed,
             )
 
@@ -171,6 +175,11 @@ class DAQJobStore(DAQJob):
         if left <= 0:
             self._retry_writes()
             return
+        now = time.monotonic()
+        if self._rings is not None and now >= self._next_scan:
+            # A producer that starts meanwhile finds this store alive in its new ring too.
+            self._rings.scan()
+            self._next_scan = now + RING_POLL_SECONDS
         self._process_inbound(timeout_ms=max(1, min(STORE_POLL_MILLISECONDS, math.ceil(left * 1000))))
 
     def _retry_writes(self) -> bool:
@@ -184,6 +193,7 @@ class DAQJobStore(DAQJob):
         except RETRYABLE_ERRORS as exc:
             self._writes.failed(exc)
             return False
+        self._held_inline = 0
         self._writes.succeeded()
         self._release_flushed()
         return True
@@ -297,6 +307,7 @@ class DAQJobStore(DAQJob):
                 kept += 1
         self._unreleased.clear()
         self._held.clear()
+        self._held_inline = 0
         if lost:
             self.counters.failed += lost
         if kept or lost:
