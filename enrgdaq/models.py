@@ -22,7 +22,7 @@ Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
 RingMegabytes = Annotated[int, msgspec.Meta(ge=1, le=64 * 1024)]
 SlotKilobytes = Annotated[int, msgspec.Meta(ge=1, le=1024 * 1024)]
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 """Supervisor ids and job unique ids: they become topic names, Redis keys and
 file names, so they are limited to letters, digits, ``_``, ``.`` and ``-``."""
 

@@ -22,7 +22,7 @@ from enrgdaq.models import ID_PATTERN, SupervisorConfig, SupervisorInfo
 if TYPE_CHECKING:
     from enrgdaq.daq.base import DAQJob
 
-QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
 @dataclass
