@@ -9,6 +9,7 @@ by renaming the directory back.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -62,12 +63,22 @@ def stop_producer_and_read_every_row(system: DAQSystem) -> tuple[int, list[int]]
     assert enrgdaq(system, "stop", "seq").returncode == 0
     system.wait_state("seq", "stopped", timeout=15)
     sent = int(system.job("seq").stats_dict["sent"])
-    wait_for(
-        lambda: len(csv_rows(system.out_dir)) >= sent,
+    path = os.path.join(system.out_dir, "seq.csv")
+
+    def every_row_written() -> list[int] | None:
+        with open(path, newline="") as f:
+            text = f.read()
+        if not text.endswith("\n"):
+            return None  # read in the middle of an append
+        rows = [int(r[0]) for r in csv.reader(text.splitlines()) if r and not r[0].isalpha()]
+        return rows if len(set(rows)) >= sent else None  # every number (rows are never above sent)
+
+    rows = wait_for(
+        every_row_written,
         30,
         f"the {sent} rows sent to be on disk (the file stays short when rows were lost)",
     )
-    return sent, [int(row[0]) for row in csv_rows(system.out_dir)]
+    return sent, rows
 
 
 def test_an_unwritable_output_directory_stalls_the_store_holds_the_producer_and_loses_no_row(
