@@ -24,7 +24,7 @@ from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageRingNotify, DAQJobMessageStoreReady
 from enrgdaq.daq.stats import worth_a_line
 from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobStoreConfigBase
-from enrgdaq.daq.store.retry import RETRYABLE_ERRORS, WriteRetry
+from enrgdaq.daq.store.retry import RETRYABLE_ERRORS, WriteRetry, keep_in_ring
 from enrgdaq.daq.topics import Topic, exact
 from enrgdaq.data.reader import RingReader
 from enrgdaq.data.settings import DataPlaneSettings
@@ -295,16 +295,7 @@ class DAQJobStore(DAQJob):
         """What was not written is not given back: its slots stay for the store's next run (a
         stop for good detaches, and the next run counts them as missed); inline messages are lost,
         counted as ``failed``."""
-        kept = lost = 0
-        for message in [*self._unreleased, *self._held]:
-            guard = getattr(message, "__dict__", {}).get("_ring_guard")
-            if guard is None:
-                lost += 1
-            else:
-                # A guard releases its slot when it dies; released as "seq -1" (already behind
-                # the ring's release point) it gives nothing back, so the cursor stays before it.
-                guard.seq = -1
-                kept += 1
+        kept, lost = keep_in_ring([*self._unreleased, *self._held])
         self._unreleased.clear()
         self._held.clear()
         self._held_inline = 0

@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 
+from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.daq.stats import JobCounters, worth_a_line
 from enrgdaq.errors import StoreWriteError
 
@@ -102,3 +104,23 @@ class WriteRetry:
         self.delay = 0.0
         self._attempts = 0
         self.counters.write_failing = 0
+
+
+def keep_in_ring(messages: Iterable[DAQJobMessage]) -> tuple[int, int]:
+    """At a stop with data not written: let ``messages`` go without giving their ring slots back,
+    so that the store's next run reads them again. Returns (kept in the ring, lost: inline
+    messages and copies, which hold no slot).
+
+    A message read from a ring holds a guard that releases its slot when it dies; a guard
+    released as sequence -1 (behind the ring's release point, which the reader ignores) gives
+    nothing back, so the consumer's cursor stays before the first payload not written.
+    """
+    kept = lost = 0
+    for message in messages:
+        guard = getattr(message, "__dict__", {}).get("_ring_guard")
+        if guard is None:
+            lost += 1
+        else:
+            guard.seq = -1
+            kept += 1
+    return kept, lost
