@@ -3,7 +3,7 @@
 The run directory may be the user's (``run_dir`` in supervisor.toml,
 ``ENRGDAQ_RUN_DIR``) and hold files of theirs, so shutdown removes only what
 the stack made there: the producers' rings (and a ring being replaced), the
-ZMQ ipc sockets. The directory itself goes with the lock (see
+ZMQ ipc sockets, the stores' write journals. The directory itself goes with the lock (see
 :mod:`enrgdaq.local.lock`), and only when this ``up`` created it.
 """
 
@@ -14,11 +14,12 @@ import fnmatch
 import logging
 import os
 
+from enrgdaq.daq.store.journal import JOURNAL_PREFIX
 from enrgdaq.data.settings import RING_PREFIX
 
 logger = logging.getLogger(__name__)
 
-OWN_FILES = (f"{RING_PREFIX}*", f".{RING_PREFIX}*", "*.sock")
+OWN_FILES = (f"{RING_PREFIX}*", f".{RING_PREFIX}*", "*.sock", f"{JOURNAL_PREFIX}*")
 
 
 def remove_own_files(run_dir: str) -> list[str]:

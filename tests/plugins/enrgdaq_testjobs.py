@@ -7,6 +7,7 @@ They are written against the original's public API only (``DAQJob``,
 from __future__ import annotations
 
 import os
+import signal
 import time
 from datetime import timedelta
 
@@ -128,3 +129,26 @@ class DAQJobNeedsFile(DAQJob):
             raise ConfigError(f"calibration file {self.config.needs} does not exist", field="needs")
         while not self._has_been_freed:
             time.sleep(0.05)
+
+
+class DAQJobStoreKilledAfterWriteConfig(DAQJobStoreCSVConfig):
+    """``kill_after_rows``: once this many rows are in its files, the store kills itself (-9)
+    right after a write, before it gives the ring slots back; ``marker``: a file made before the
+    kill, so that the restarted store runs on."""
+
+    kill_after_rows: int
+    marker: str
+
+
+class DAQJobStoreKilledAfterWrite(DAQJobStoreCSV):
+    """The CSV store, killed in the worst moment for exactly-once: rows written, slots not released."""
+
+    config_type = DAQJobStoreKilledAfterWriteConfig
+
+    def store_loop(self) -> None:
+        super().store_loop()
+        written = sum(f.rows_written for f in self._files.values())
+        if written >= self.config.kill_after_rows and not os.path.exists(self.config.marker):
+            with open(self.config.marker, "w") as f:
+                f.write(f"killed after {written} rows\n")
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageRingNotify, DAQJobMessageStoreReady
 from enrgdaq.daq.stats import worth_a_line
+from enrgdaq.daq.store.journal import RingPositions
 from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobStoreConfigBase
 from enrgdaq.daq.store.retry import RETRYABLE_ERRORS, WriteRetry, keep_in_ring
 from enrgdaq.daq.topics import Topic, exact
@@ -59,6 +60,7 @@ class DAQJobStore(DAQJob):
         self._held_inline = 0  # inline messages among them (bounded: HELD_INLINE_MAX)
         self._next_scan = 0.0  # while writes fail: when to look for new rings again
         self._naps = len(RING_NAPS_SECONDS)  # naps taken since the last payload (all: ask for wake-ups)
+        self._skip: RingPositions = {}  # ring payloads a crashed run wrote already (see recover_writes)
         super().__init__(config, *args, **kwargs)
         self._writes = WriteRetry(self.counters, self._logger)
 
@@ -82,6 +84,7 @@ class DAQJobStore(DAQJob):
         (nothing crosses the proxy per payload); see :meth:`RingReader.arm`.
         """
         self._announce()
+        self._skip = self.recover_writes()
         self._poll_rings()  # resume: what producers left in the rings since this store last ran
         now = time.monotonic()
         next_poll, next_inbound = now + RING_POLL_SECONDS, now
@@ -217,6 +220,8 @@ class DAQJobStore(DAQJob):
         messages = self._rings.drain(name)
         if not messages:
             return 0
+        if self._skip:
+            messages = self._without_written(messages)
         self._naps = 0  # (also after a wake-up) look again soon before asking for the next one
         handle = self._handle
         for i, message in enumerate(messages):
@@ -229,6 +234,42 @@ class DAQJobStore(DAQJob):
                 return len(messages)
         self._unreleased += messages
         return len(messages)
+
+    def recover_writes(self) -> RingPositions:
+        """Called once at start, before any ring payload is read: a store that keeps a
+        :class:`~enrgdaq.daq.store.journal.WriteJournal` finishes or undoes the write a crash cut
+        short, and returns the ring positions that write covered (their payloads are given back
+        unread). Stores without a journal return nothing: they may write a payload twice after a
+        kill -9 that falls between their write and its release."""
+        return {}
+
+    def pending_ring_positions(self) -> RingPositions:
+        """The ring positions that the next write covers: per ring, one past the last payload
+        handled and not given back yet (for a write journal)."""
+        positions: RingPositions = {}
+        for message in self._unreleased:
+            guard = message.__dict__.get("_ring_guard")
+            if guard is not None and guard.seq >= 0:
+                ring = guard.tracker.ring
+                reached = positions.get(ring.name, (ring.inode, 0))[1]
+                positions[ring.name] = (ring.inode, max(reached, guard.seq + 1))
+        return positions
+
+    def _without_written(self, messages: list[DAQJobMessage]) -> list[DAQJobMessage]:
+        """Give back unread what a crashed run wrote already; keep the rest, in order."""
+        kept = []
+        for message in messages:
+            guard = message.__dict__.get("_ring_guard")
+            if guard is not None:
+                ring = guard.tracker.ring
+                position = self._skip.get(ring.name)
+                if position is not None and position[0] == ring.inode:
+                    if guard.seq < position[1]:
+                        message.release()  # type: ignore[attr-defined]
+                        continue
+                    del self._skip[ring.name]  # past it: nothing more to skip in this ring
+            kept.append(message)
+        return kept
 
     def _poll_rings(self) -> None:
         """Find new rings, say this store is alive, take what waits (covers lost wake-ups)."""

@@ -19,6 +19,7 @@ import pyarrow.csv as pa_csv
 
 from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
 from enrgdaq.daq.store.base import DAQJobStore
+from enrgdaq.daq.store.journal import RingPositions, WriteJournal
 from enrgdaq.daq.store.models import (
     DAQJobMessageStore,
     DAQJobMessageStorePyArrow,
@@ -27,6 +28,7 @@ from enrgdaq.daq.store.models import (
     DAQJobStoreConfigCSV,
 )
 from enrgdaq.daq.store.paths import modify_file_path
+from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import MissingDependencyError, StoreWriteError
 
 DAQ_JOB_STORE_CSV_FLUSH_INTERVAL_SECONDS = 1
@@ -70,9 +72,17 @@ class CSVFile:
         self._chunks.append(body)
         self._rows += rows
 
-    def write_out(self) -> None:
-        """Append what is buffered (after the header when the file is new); raises OSError or
-        StoreWriteError with the rows still buffered and the file as it was."""
+    def prepare(self) -> tuple[int, bytes]:
+        """(the file's length now, the bytes a write would append): for the write journal."""
+        before = self._cut_to if self._cut_to is not None else _size(self.path)
+        if self.overwrite:
+            before = 0
+        return before, self._encoded(with_header=before == 0)
+
+    def write_out(self, data: bytes | None = None) -> None:
+        """Append what is buffered (after the header when the file is new), or ``data`` from
+        :meth:`prepare`; raises OSError or StoreWriteError with the rows still buffered and the
+        file as it was."""
         if not self._chunks:
             return
         fd = self._open()
@@ -81,7 +91,8 @@ class CSVFile:
                 os.ftruncate(fd, self._cut_to)
                 self._cut_to = None
             offset = os.lseek(fd, 0, os.SEEK_END)
-            data = self._encoded(with_header=offset == 0)
+            if data is None:
+                data = self._encoded(with_header=offset == 0)
             try:
                 _write_all(fd, data)
             except OSError as exc:
@@ -124,6 +135,13 @@ def _zstd_compressor() -> Any:
     return zstandard.ZstdCompressor(level=3)
 
 
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """``os.write`` until every byte is written (a full disk writes part, then raises)."""
     view = memoryview(data)
@@ -160,6 +178,7 @@ class DAQJobStoreCSV(DAQJobStore):
         self._dirty: set[str] = set()  # files with rows not written yet
         self._last_flush = time.monotonic()
         self._write_failed = False  # the last write failed: the next store_loop writes at once
+        self._journal: WriteJournal | None = None
 
     def handle_message(self, message: DAQJobMessage) -> bool:
         """Buffer the message's rows (no I/O: the store loop writes them out, see ``store_loop``)."""
@@ -203,10 +222,39 @@ class DAQJobStoreCSV(DAQJobStore):
             return
         self._last_flush = now
         self._write_failed = True
-        for path in sorted(self._dirty):
-            self._files[path].write_out()
+        plans = {path: self._files[path].prepare() for path in sorted(self._dirty)}
+        if self._journal is not None:
+            self._journal.record(
+                {
+                    path: (before, before + len(data))
+                    for path, (before, data) in plans.items()
+                    if not self._files[path].overwrite  # rewritten whole each time: nothing to undo
+                },
+                self.pending_ring_positions(),
+            )
+        for path, (_before, data) in plans.items():
+            self._files[path].write_out(data)
             self._dirty.discard(path)  # written: a retry after another file's error skips it
         self._write_failed = False
+
+    def configure_data_plane(self, settings: DataPlaneSettings) -> None:
+        super().configure_data_plane(settings)
+        if settings.enabled:
+            self._journal = WriteJournal(settings.run_dir, self.unique_id)
+
+    def recover_writes(self) -> RingPositions:
+        """Finish or undo the write a kill -9 cut short (see :mod:`enrgdaq.daq.store.journal`)."""
+        if self._journal is None:
+            return {}
+        recovery = self._journal.recover()
+        if recovery.skip:
+            self._logger.info("rows of %s are on disk already: not written again", sorted(recovery.skip))
+        return recovery.skip
+
+    def _close_data_plane(self, for_good: bool) -> None:
+        super()._close_data_plane(for_good)  # gives back the slots of what was written
+        if self._journal is not None and not self._dirty:
+            self._journal.remove()  # a clean stop: nothing half done
 
     def has_unflushed_data(self) -> bool:
         return bool(self._dirty)

@@ -1,0 +1,59 @@
+"""The write journal: after a crash, a write that went through is not repeated, one cut short is undone."""
+
+from __future__ import annotations
+
+import os
+
+from enrgdaq.daq.store.journal import WriteJournal
+
+
+def sized(path, size: int) -> str:
+    with open(path, "wb") as f:
+        f.write(b"x" * size)
+    return str(path)
+
+
+def test_a_write_that_went_through_skips_the_ring_payloads_it_covered(tmp_path) -> None:
+    a = sized(tmp_path / "a.csv", 100)
+    journal = WriteJournal(str(tmp_path), "store")
+    journal.record({a: (40, 100)}, {"ring-p": (7, 12)})
+
+    recovery = journal.recover()
+
+    assert recovery.skip == {"ring-p": (7, 12)} and recovery.cut == {}
+    assert os.path.getsize(a) == 100
+
+
+def test_a_write_cut_short_is_undone_in_every_file_and_nothing_is_skipped(tmp_path) -> None:
+    a = sized(tmp_path / "a.csv", 100)  # went through
+    b = sized(tmp_path / "b.csv", 15)  # cut short: 10 -> 30 was planned
+    c = str(tmp_path / "c.csv")  # a new file that was never created
+    journal = WriteJournal(str(tmp_path), "store")
+    journal.record({a: (40, 100), b: (10, 30), c: (0, 50)}, {"ring-p": (7, 12)})
+
+    recovery = journal.recover()
+
+    assert recovery.skip == {}
+    assert recovery.cut == {a: 40, b: 10}
+    assert (os.path.getsize(a), os.path.getsize(b), os.path.exists(c)) == (40, 10, False)
+
+
+def test_a_file_someone_else_changed_is_left_alone(tmp_path) -> None:
+    a = sized(tmp_path / "a.csv", 130)  # longer than the write could have made it
+    journal = WriteJournal(str(tmp_path), "store")
+    journal.record({a: (40, 100)}, {"ring-p": (7, 12)})
+
+    recovery = journal.recover()
+
+    assert (recovery.skip, recovery.cut) == ({}, {})
+    assert os.path.getsize(a) == 130
+
+
+def test_no_journal_or_an_unreadable_one_changes_nothing(tmp_path) -> None:
+    journal = WriteJournal(str(tmp_path), "store")
+    assert (journal.recover().skip, journal.recover().cut) == ({}, {})
+    with open(journal.path, "w") as f:
+        f.write("{not json")
+    assert (journal.recover().skip, journal.recover().cut) == ({}, {})
+    journal.remove()
+    assert not os.path.exists(journal.path)
