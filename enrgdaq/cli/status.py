@@ -9,6 +9,7 @@ import click
 import msgspec
 
 from enrgdaq.cli.target import find_registry, redis_option, supervisor_option
+from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.status import JobStatus, collect_status
 
 COLUMNS = (
@@ -44,7 +45,9 @@ DATA_GAUGES = (
     "write_errors",
     "write_failing",
 )
-ERROR_STATES = ("crashed", "restart_scheduled", "stalled", "stopped")
+ERROR_STATES = tuple(
+    s.value for s in (JobState.CRASHED, JobState.RESTART_SCHEDULED, JobState.STALLED, JobState.STOPPED)
+)
 """States whose error (if any) the table prints under it: why it ended, or why it cannot write."""
 
 

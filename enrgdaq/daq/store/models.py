@@ -7,7 +7,7 @@ accepts that kind of config (see :mod:`enrgdaq.daq.store.routing`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pyarrow as pa
@@ -60,7 +60,7 @@ class DAQJobStoreConfigMySQL(DAQJobStoreConfigBase, kw_only=True):
 
 class DAQJobStoreConfigRedis(DAQJobStoreConfigBase, kw_only=True):
     key: str
-    key_expiration_days: int | None = None
+    key_expiration_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
     use_timeseries: bool | None = None
 
 
@@ -69,7 +69,7 @@ class DAQJobStoreConfigROOT(DAQJobStoreConfigBase, kw_only=True):
     add_date: bool
     tree_name: str
     compression_type: str = "ZSTD"
-    compression_level: int = 5
+    compression_level: Annotated[int, msgspec.Meta(ge=0, le=22)] = 5
 
 
 class DAQJobStoreConfigHDF5(DAQJobStoreConfigBase, kw_only=True):
