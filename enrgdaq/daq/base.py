@@ -170,8 +170,8 @@ class DAQJob(StoreOutbox):
             return
         self._deliver(message)
 
-    def _deliver(self, message: DAQJobMessage) -> None:
-        """Hand a data message to ``handle_message`` if this job takes its type."""
+    def _takes(self, message: DAQJobMessage) -> bool:
+        """Whether this job takes messages of this type (cached per type); counts those it does not."""
         accepted = self._accepts.get(type(message))
         if accepted is None:
             accepted = self._accepts[type(message)] = any(
@@ -179,6 +179,11 @@ class DAQJob(StoreOutbox):
             )
         if not accepted:
             self.counters.rejected += 1
+        return accepted
+
+    def _deliver(self, message: DAQJobMessage) -> None:
+        """Hand a data message to ``handle_message`` if this job takes its type."""
+        if not self._takes(message):
             return
         try:
             self.handle_message(message)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,9 +15,9 @@ import urllib.request
 import pytest
 
 from enrgdaq.local.redis_server import free_port
-from tests.harness.celery_proc import REPO
 from tests.harness.leaks import live_children
 from tests.harness.system import csv_rows
+from tests.harness.up import start_up, user_env
 from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.system
@@ -32,30 +31,6 @@ def flower_tasks(port: int, auth: str) -> dict[str, dict[str, object]]:
             return json.loads(response.read())
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return {}
-
-
-def start_up(
-    workdir: str, *options: str, env: dict[str, str], output: str = "up.out"
-) -> subprocess.Popen[bytes]:
-    """``enrgdaq up configs/`` in a copy of the examples, as a user starts it; output in ``output``.
-
-    The examples are copied in unless ``workdir`` has its ``configs/`` already (a test
-    that edited them, or a second ``up`` in the same directory).
-    """
-    if not os.path.isdir(os.path.join(workdir, "configs")):
-        shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
-    with open(os.path.join(workdir, output), "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", *options],
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def user_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("ENRGDAQ_")}
 
 
 def test_enrgdaq_up_runs_the_examples_shows_them_in_flower_and_stops_cleanly(tmp_path) -> None:

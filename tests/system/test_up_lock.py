@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,8 @@ from tests.harness.celery_proc import REPO
 from tests.harness.leaks import kill_all, live_children
 from tests.harness.redis_proc import RedisProcess
 from tests.harness.system import csv_rows
+from tests.harness.up import start_up, stop_up, user_env
 from tests.harness.waiting import wait_for
-from tests.system.test_up import start_up, user_env
 
 pytestmark = pytest.mark.system
 
@@ -57,19 +56,6 @@ def rows(workdir: str) -> int:
 def output(workdir: str, name: str) -> list[str]:
     with open(os.path.join(workdir, name), errors="replace") as f:
         return [line for line in f.read().splitlines() if line.strip()]
-
-
-def stop_up(up: subprocess.Popen[bytes]) -> int | None:
-    """Ctrl-C, as a user stops it; killed if it does not stop (the test then fails on its code)."""
-    if up.poll() is not None:
-        return up.returncode
-    up.send_signal(signal.SIGINT)
-    try:
-        return up.wait(30)
-    except subprocess.TimeoutExpired:
-        up.kill()
-        up.wait(10)
-        return None
 
 
 def wait_exit(up: subprocess.Popen[bytes], what: str) -> int:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import uuid
 
@@ -19,6 +17,7 @@ import pytest
 
 from tests.harness.leaks import live_children
 from tests.harness.system import DAQSystem, csv_rows
+from tests.harness.up import enrgdaq, start_up, stop_up
 from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.system
@@ -85,48 +84,11 @@ def lab_config_dir(workdir: str, supervisor_id: str, plugins: str = '["lab_count
     return configs
 
 
-def enrgdaq(workdir: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "enrgdaq.cli.main", *args],
-        cwd=workdir,
-        env=user_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def user_env() -> dict[str, str]:
-    """A user's shell: nothing of ENRGDAQ's, and no PYTHONPATH that would find the plugin for us."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("ENRGDAQ_") and k != "PYTHONPATH"}
-
-
 def jobs(workdir: str) -> dict[str, dict[str, object]]:
     done = enrgdaq(workdir, "status", "--json")
     if done.returncode != 0:
         return {}
     return {str(j["unique_id"]): j for j in json.loads(done.stdout)["jobs"]}
-
-
-def stop_up(up: subprocess.Popen[bytes]) -> int:
-    up.send_signal(signal.SIGINT)
-    try:
-        return up.wait(60)
-    except subprocess.TimeoutExpired:
-        up.kill()
-        up.wait(10)
-        raise
-
-
-def start_up(workdir: str) -> subprocess.Popen[bytes]:
-    with open(os.path.join(workdir, "up.out"), "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs/", "--quiet"],
-            cwd=workdir,
-            env=user_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def test_a_plugin_job_on_its_own_queue_runs_under_up_and_survives_a_killed_store(tmp_path) -> None:
@@ -136,7 +98,7 @@ def test_a_plugin_job_on_its_own_queue_runs_under_up_and_survives_a_killed_store
     assert check.returncode == 0, check.stderr
     assert "LabCounter 'counter' on queue 'lab'" in check.stdout
 
-    up = start_up(workdir)
+    up = start_up(workdir, "--quiet")
     try:
         out = os.path.join(workdir, "out")
         wait_for(lambda: len(csv_rows(out)) >= 60, 60, "the plugin job's first rows on disk")
@@ -154,7 +116,7 @@ def test_a_plugin_job_on_its_own_queue_runs_under_up_and_survives_a_killed_store
         assert "unknown daq_job_type" not in said
         assert "lab (1 job)" in said, said
     finally:
-        code = stop_up(up)
+        code = stop_up(up, timeout=60)
     assert code == 0
     seqs = sorted(int(row[0]) for row in csv_rows(os.path.join(workdir, "out")))
     assert seqs == list(range(ROWS)), "every row exactly once"
@@ -174,7 +136,7 @@ def test_a_broken_plugin_affects_only_its_jobs_and_is_no_phantom_job(tmp_path) -
     assert "plugin module 'lab_broken' failed to import" in check.stderr
     assert "digitizer.toml" in check.stderr and "LabDigitizer" in check.stderr
 
-    up = start_up(workdir)
+    up = start_up(workdir, "--quiet")
     try:
         wait_for(lambda: len(csv_rows(os.path.join(workdir, "out"))) >= 5, 60, "the good plugin job's rows")
         shown = jobs(workdir)
@@ -184,7 +146,7 @@ def test_a_broken_plugin_affects_only_its_jobs_and_is_no_phantom_job(tmp_path) -
         table = enrgdaq(workdir, "status").stdout
         assert "plugin module 'lab_broken' failed to import" in table
     finally:
-        code = stop_up(up)
+        code = stop_up(up, timeout=60)
     assert code == 0
     assert not live_children()
 

@@ -118,13 +118,7 @@ class DAQJobStore(DAQJob):
         Other exceptions stay what they were: retrying cannot help a bug or a message the store
         cannot take, so the message is counted (``failed``), logged, and its slot given back.
         """
-        accepted = self._accepts.get(type(message))
-        if accepted is None:
-            accepted = self._accepts[type(message)] = any(
-                isinstance(message, t) for t in self.allowed_message_in_types
-            )
-        if not accepted:
-            self.counters.rejected += 1
+        if not self._takes(message):
             return
         try:
             self.handle_message(message)
