@@ -70,7 +70,8 @@ class JobTypeRegistry:
         if self.failed:
             broken = "; ".join(str(exc.message) for exc in self.failed.values())
             raise UnknownJobTypeError(
-                f"unknown daq_job_type '{name}': a plugin that may define it failed to import ({broken})",
+                f"unknown daq_job_type '{name}': a plugin that may define it failed to import ({broken}); "
+                f"known types: {', '.join(self.names())}",
                 field="daq_job_type",
             )
         raise UnknownJobTypeError(
@@ -120,6 +121,9 @@ class JobTypeRegistry:
         """
         if search_dir:
             add_search_dir(search_dir)
+        # Only this list's failures count (a plugin dropped from the list, or fixed, is no
+        # longer blamed); a module that failed is imported again, so a fixed file loads.
+        self.failed = {k: v for k, v in self.failed.items() if k.startswith("entry point ")}
         problems = []
         for module_name in module_names:
             try:
