@@ -21,7 +21,6 @@ from enrgdaq.constants import DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS
 from enrgdaq.control.dispatch import dispatch_due
 from enrgdaq.control.lifecycle import JobState, Outcome
 from enrgdaq.control.registry import JobRecord, JobRegistry
-from enrgdaq.daq.outbox import ROUTES_NOT_RUNNING
 from enrgdaq.data.settings import ring_path
 
 logger = logging.getLogger(__name__)
@@ -98,8 +97,7 @@ class Reconciler:
 
 
 def routes_of(records: list[JobRecord]) -> dict[str, list[str]]:
-    """Store class name -> unique ids of every store that is wanted, running or not; under
-    ``ROUTES_NOT_RUNNING`` the ids of those that do not run now.
+    """Store class name -> unique ids of every store that is wanted, running or not.
 
     A store that restarts (or waits for a worker) stays in the routes, so that its producers
     keep writing into their ring entry for it and the payloads wait there until it is back
@@ -108,15 +106,19 @@ def routes_of(records: list[JobRecord]) -> dict[str, list[str]]:
     :mod:`enrgdaq.daq.outbox`).
     """
     routes: dict[str, list[str]] = {}
-    not_running: list[str] = []
     for record in records:
         if record.is_store and store_is_wanted(record):
             routes.setdefault(record.daq_job_type, []).append(record.unique_id)
-            if record.state is not JobState.RUNNING:
-                not_running.append(record.unique_id)
-    if not_running:
-        routes[ROUTES_NOT_RUNNING] = not_running
     return routes
+
+
+def stores_not_running(records: list[JobRecord]) -> list[str]:
+    """Ids of the wanted stores that do not run now (restarting, waiting for a worker)."""
+    return [
+        r.unique_id
+        for r in records
+        if r.is_store and store_is_wanted(r) and r.state is not JobState.RUNNING
+    ]
 
 
 def store_is_wanted(record: JobRecord) -> bool:

@@ -18,7 +18,7 @@ from enrgdaq.constants import SUPERVISOR_ID_ENV
 from enrgdaq.control.connection import connect
 from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.node import SupervisorRecord, mark_alive, this_host
-from enrgdaq.control.reconcile import Reconciler, routes_of
+from enrgdaq.control.reconcile import Reconciler, routes_of, stores_not_running
 from enrgdaq.control.registry import JobRecord, JobRegistry
 from enrgdaq.control.watch import ConfigWatcher
 from enrgdaq.daq.models import (
@@ -85,7 +85,11 @@ class SupervisorTicker:
 
     def routes(self) -> None:
         records = self.reconciler.tick()
-        self._publish(DAQJobMessageRoutes(routes=routes_of(records), topics={self.broadcast}))
+        self._publish(
+            DAQJobMessageRoutes(
+                routes=routes_of(records), not_running=stores_not_running(records), topics={self.broadcast}
+            )
+        )
 
     def heartbeat(self) -> None:
         mark_alive(self.registry.redis, self.registry.keys.supervisor_id)

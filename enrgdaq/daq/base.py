@@ -96,6 +96,7 @@ class DAQJob(StoreOutbox):
         )
         self.counters = JobCounters()
         self.routes: dict[str, list[str]] | None = None
+        self.stores_not_running: frozenset[str] = frozenset()
         self.last_supervisor_heartbeat: datetime | None = None
         self.message_in = message_in
         self.message_out = message_out if message_out is not None else []
@@ -155,11 +156,13 @@ class DAQJob(StoreOutbox):
             self.request_stop()
             return
         if isinstance(message, DAQJobMessageRoutes):
+            self.stores_not_running = frozenset(message.not_running)
             self.routes = message.routes
             return
-        if isinstance(message, DAQJobMessageStoreReady):
+        if isinstance(message, DAQJobMessageStoreReady):  # a store runs: it can take inline messages
             routes = dict(self.routes or {})
             routes[message.store_type] = sorted({*routes.get(message.store_type, []), message.unique_id})
+            self.stores_not_running = self.stores_not_running - {message.unique_id}
             self.routes = routes
             return
         if isinstance(message, DAQJobMessageStoreQuery):

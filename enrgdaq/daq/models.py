@@ -121,12 +121,15 @@ class DAQJobMessageJobStarted(InternalDAQJobMessage, kw_only=True):
 
 
 class DAQJobMessageRoutes(InternalDAQJobMessage, kw_only=True):
-    """Which store types have live subscribers: store class name -> unique ids.
+    """Which stores take which store types: store class name -> unique ids of every store that is
+    wanted, running or not (a ring payload waits in the ring for one that restarts).
 
-    Published by the supervisor every ``DAQ_SUPERVISOR_ROUTES_MESSAGE_INTERVAL_SECONDS``.
+    ``not_running``: the ids among them that do not run now (an inline message would reach
+    nobody). Published by the supervisor every ``DAQ_SUPERVISOR_ROUTES_MESSAGE_INTERVAL_SECONDS``.
     """
 
     routes: dict[str, list[str]] = {}
+    not_running: list[str] = []
     target_supervisor: bool = False
 
 

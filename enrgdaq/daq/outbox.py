@@ -9,9 +9,9 @@ over ZMQ otherwise.
 The routes name every store that is wanted, also while it restarts (or waits
 for a worker): a ring payload for it waits in the ring until it is back (the
 ``block`` policy holds the producer once the ring is full; ``drop`` counts).
-The stores among them that do not run now are listed under
-:data:`ROUTES_NOT_RUNNING`: an inline message would reach nobody, so it is
-counted (``unrouted``) and logged, never lost silently.
+The stores among them that do not run now are in ``stores_not_running``
+(from the same routes message): an inline message would reach nobody, so it
+is counted (``unrouted``) and logged, never lost silently.
 """
 
 from __future__ import annotations
@@ -42,9 +42,6 @@ _RING_PAYLOADS = (DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw, DAQJobMessag
 ROUTES_GRACE_SECONDS = 5.0
 """How long a new producer holds a store message whose store is not known (or, for an inline
 message, not running) yet."""
-ROUTES_NOT_RUNNING = "~not_running"
-"""Key of the routes (never a store class name): ids of wanted stores that do not run now.
-Routes without it (a store's own announcement, the original's routes) name running stores."""
 
 
 class StoreTargets(NamedTuple):
@@ -67,6 +64,7 @@ class StoreOutbox:
     supervisor_info: SupervisorInfo
     counters: JobCounters
     routes: dict[str, list[str]] | None
+    stores_not_running: frozenset[str]
     _plane: Any
     _logger: logging.LoggerAdapter  # type: ignore[type-arg,unused-ignore]
     _has_been_freed: bool
@@ -79,7 +77,7 @@ class StoreOutbox:
         self._ring_writer: Any = None
         self._notify: dict[frozenset[str], DAQJobMessageRingNotify] = {}
         self._targets: dict[frozenset[str], StoreTargets] = {}
-        self._targets_routes: dict[str, list[str]] | None = None
+        self._targets_routes: tuple[object, object] = (None, None)
         self._use_shm = use_shm
 
     def _process_inbound(self, timeout_ms: int) -> int:
@@ -184,14 +182,15 @@ class StoreOutbox:
 
         Cached per set of topics until the routes change (at most every 0.1 s).
         """
-        routes = self.routes
-        if routes is not self._targets_routes:
+        routes, idle = self.routes, self.stores_not_running
+        cached_routes, cached_idle = self._targets_routes
+        if routes is not cached_routes or idle is not cached_idle:
             self._targets.clear()
-            self._targets_routes = routes
+            self._targets_routes = (routes, idle)
         key = frozenset(topics)
         found = self._targets.get(key)
         if found is None:
-            found = self._targets[key] = _targets_of(store_names_of_topics(topics), routes)
+            found = self._targets[key] = _targets_of(store_names_of_topics(topics), routes, idle)
         return found
 
     def _hold_for_stores(self, message: DAQJobMessage, ring: bool) -> None:
@@ -238,10 +237,10 @@ class StoreOutbox:
             self._ring_writer = None
 
 
-def _targets_of(names: list[str], routes: dict[str, list[str]] | None) -> StoreTargets:
-    """:class:`StoreTargets` of the store classes ``names`` under ``routes`` (None: not known yet)."""
+def _targets_of(names: list[str], routes: dict[str, list[str]] | None, idle: frozenset[str]) -> StoreTargets:
+    """:class:`StoreTargets` of the store classes ``names`` under ``routes`` (None: not known yet),
+    ``idle`` being the wanted stores that do not run now."""
     known = routes or {}
-    idle = set(known.get(ROUTES_NOT_RUNNING, ()))
     wanted = [uid for name in names for uid in known.get(name, [])]
     running = {name: [uid for uid in known.get(name, []) if uid not in idle] for name in names}
     return StoreTargets(

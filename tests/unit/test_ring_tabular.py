@@ -16,7 +16,6 @@ import pytest
 
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.jobs.store.csv import DAQJobStoreCSV, DAQJobStoreCSVConfig
-from enrgdaq.daq.outbox import ROUTES_NOT_RUNNING
 from enrgdaq.daq.store.models import (
     DAQJobMessageStoreTabular,
     DAQJobStoreConfig,
@@ -125,12 +124,14 @@ def test_rows_sent_while_the_store_restarts_wait_in_the_ring_and_arrive_once(set
     run_store_until(setup, store, 10 * ROWS_PER_MESSAGE)
 
     store.free()  # the store stops; the supervisor will start it again
-    producer.routes = {"DAQJobStoreCSV": ["store_csv"], ROUTES_NOT_RUNNING: ["store_csv"]}
+    producer.routes = {"DAQJobStoreCSV": ["store_csv"]}
+    producer.stores_not_running = frozenset({"store_csv"})
     for n in range(10, 25):
         setup.send(producer, n)  # nobody reads: an inline message would be lost
     ring_stats = producer.data_plane_stats()
     store = setup.store()  # running again, reading on from its cursor
     producer.routes = {"DAQJobStoreCSV": ["store_csv"]}
+    producer.stores_not_running = frozenset()
     run_store_until(setup, store, 25 * ROWS_PER_MESSAGE)
 
     assert ring_stats["ring_write_seq"] == 25

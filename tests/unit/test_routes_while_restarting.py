@@ -12,11 +12,11 @@ import pyarrow as pa
 
 from enrgdaq.cli.status import render_table, status_document
 from enrgdaq.control.lifecycle import JobState
-from enrgdaq.control.reconcile import routes_of
+from enrgdaq.control.reconcile import routes_of, stores_not_running
 from enrgdaq.control.registry import JobRecord
 from enrgdaq.control.status import job_status
 from enrgdaq.daq.base import DAQJob
-from enrgdaq.daq.outbox import ROUTES_GRACE_SECONDS, ROUTES_NOT_RUNNING
+from enrgdaq.daq.outbox import ROUTES_GRACE_SECONDS
 from enrgdaq.daq.store.models import (
     DAQJobMessageStorePyArrow,
     DAQJobStoreConfig,
@@ -45,12 +45,8 @@ def test_routes_name_every_wanted_store_and_say_which_do_not_run_now() -> None:
         JobRecord(unique_id="producer", daq_job_type="DAQJobTest", state=JobState.RUNNING),
     ]
 
-    routes = routes_of(records)
-
-    assert routes == {
-        "DAQJobStoreCSV": ["running", "restarting", "waiting", "starting"],
-        ROUTES_NOT_RUNNING: ["restarting", "waiting", "starting"],
-    }
+    assert routes_of(records) == {"DAQJobStoreCSV": ["running", "restarting", "waiting", "starting"]}
+    assert stores_not_running(records) == ["restarting", "waiting", "starting"]
 
 
 class DAQJobProducer(DAQJob):
@@ -84,10 +80,10 @@ def test_payloads_for_a_restarting_store_wait_in_the_ring_and_inline_ones_are_co
     ring_job = producer(proxy, "camera", use_shm=True)
     ring_job.configure_data_plane(DataPlaneSettings(run_dir=run_dir, ring_bytes=8 * 4096, slot_bytes=4096))
     inline_job = producer(proxy, "sensor", use_shm=False)
-    restarting = {"DAQJobStoreCSV": ["store_csv"], ROUTES_NOT_RUNNING: ["store_csv"]}
     try:
         for job in (ring_job, inline_job):
-            job.routes = restarting
+            job.routes = {"DAQJobStoreCSV": ["store_csv"]}
+            job.stores_not_running = frozenset({"store_csv"})  # restarting
             for n in range(3):
                 job._put_message_out(
                     DAQJobMessageStorePyArrow(store_config=STORE_CONFIG, table=pa.table({"n": [n]}))
@@ -101,6 +97,7 @@ def test_payloads_for_a_restarting_store_wait_in_the_ring_and_inline_ones_are_co
         assert inline_job.counters.unrouted == 3, "inline messages sent to nobody were not counted"
 
         inline_job.routes = {"DAQJobStoreCSV": ["store_csv"]}  # it runs again
+        inline_job.stores_not_running = frozenset()
         inline_job._put_message_out(
             DAQJobMessageStorePyArrow(store_config=STORE_CONFIG, table=pa.table({"n": [3]}))
         )
