@@ -34,6 +34,7 @@ DATA_COUNTERS = (
     ("malformed", "malformed messages dropped"),
     ("unrouted", "sent with no store listening"),
     ("rejected", "of a type it does not take"),
+    ("unsupported", "store messages of a kind this store cannot store"),
     ("failed", "failed in handle_message"),
 )
 """Counters that mean data went missing or astray: status shows every one that is not zero."""

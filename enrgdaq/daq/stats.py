@@ -30,6 +30,7 @@ class JobCounters:
         self.unrouted = 0
         self.dropped = 0
         self.inline_large = 0
+        self.unsupported = 0  # store messages of a kind a store cannot store (e.g. raw bytes to HDF5)
         self.write_errors = 0  # a store's failed write attempts (each retried; nothing lost)
         self.write_failing = 0  # 1 while a store cannot write (its data waits in the ring)
         self.last_error: str | None = None  # the last write error, as status shows it
@@ -78,6 +79,7 @@ class JobCounters:
             "unrouted": self.unrouted,
             "dropped": self.dropped,
             "inline_large": self.inline_large,
+            "unsupported": self.unsupported,
             "write_errors": self.write_errors,
             "write_failing": self.write_failing,
             "last_error": self.last_error,

@@ -29,9 +29,16 @@ BUILTIN_JOBS: dict[str, tuple[str, str | None]] = {
     # name: (module:Class, optional extra that provides its dependencies)
     "DAQJobTest": ("enrgdaq.daq.jobs.test_job:DAQJobTest", None),
     "DAQJobStoreCSV": ("enrgdaq.daq.jobs.store.csv:DAQJobStoreCSV", None),
+    "DAQJobStoreRaw": ("enrgdaq.daq.jobs.store.raw:DAQJobStoreRaw", None),
+    "DAQJobStoreParquet": ("enrgdaq.daq.jobs.store.parquet:DAQJobStoreParquet", None),
+    "DAQJobStoreMemory": ("enrgdaq.daq.jobs.store.memory:DAQJobStoreMemory", None),
+    "DAQJobStoreHDF5": ("enrgdaq.daq.jobs.store.hdf5:DAQJobStoreHDF5", "hdf5"),
+    "DAQJobStoreROOT": ("enrgdaq.daq.jobs.store.root:DAQJobStoreROOT", "root"),
+    "DAQJobStoreRedis": ("enrgdaq.daq.jobs.store.redis:DAQJobStoreRedis", None),
+    "DAQJobStoreMySQL": ("enrgdaq.daq.jobs.store.mysql:DAQJobStoreMySQL", "mysql"),
 }
 
-DEPRECATED_ALIASES = {"test": "DAQJobTest", "store_csv": "DAQJobStoreCSV"}
+DEPRECATED_ALIASES = {"test": "DAQJobTest", "store_csv": "DAQJobStoreCSV", "store_root": "DAQJobStoreROOT"}
 
 ENTRY_POINT_GROUP = "enrgdaq.jobs"
 

@@ -245,8 +245,8 @@ class TestRowsToDisk:
 
 
 class TestRejectedMessages:
-    def test_raw_bytes_sent_to_the_csv_store_are_rejected_and_counted_not_a_crash(
-        self, proxy: ProxyUrls, tmp_path, threads: list[JobThread]
+    def test_raw_bytes_sent_to_the_csv_store_are_unsupported_counted_and_said_once_not_a_crash(
+        self, proxy: ProxyUrls, tmp_path, threads: list[JobThread], caplog: pytest.LogCaptureFixture
     ) -> None:
         out_dir = str(tmp_path / "out")
         store = JobThread(lambda: csv_store(proxy, out_dir))
@@ -255,6 +255,7 @@ class TestRejectedMessages:
         store_config = sender.config.store_config
         try:
             sender._put_message_out(DAQJobMessageStoreRaw(store_config=store_config, data=b"\x00\x01"))
+            sender._put_message_out(DAQJobMessageStoreRaw(store_config=store_config, data=b"\x02"))
             sender._put_message_out(
                 DAQJobMessageStorePyArrow(store_config=store_config, table=pa.table({"after": [1]}))
             )
@@ -268,8 +269,11 @@ class TestRejectedMessages:
             sender.free()
 
         assert store.job is not None
-        assert store.job.counters.rejected == 1
-        assert store.job.counters.failed == 0
+        assert store.job.counters.unsupported == 2
+        assert (store.job.counters.rejected, store.job.counters.failed) == (0, 0)
+        said = [r for r in caplog.records if "cannot store DAQJobMessageStoreRaw" in r.getMessage()]
+        assert len(said) == 1, "said once per producer and kind"
+        assert "DAQJobStoreCSV stores DAQJobMessageStorePyArrow" in said[0].getMessage()
         assert store.thread.is_alive()
         assert sorted(os.listdir(out_dir)) == ["after.csv"]
 

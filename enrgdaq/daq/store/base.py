@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageRingNotify, DAQJobMessageStoreReady
 from enrgdaq.daq.stats import worth_a_line
+from enrgdaq.daq.store.flush import FlushPolicy
 from enrgdaq.daq.store.journal import RingPositions
 from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobStoreConfigBase
 from enrgdaq.daq.store.retry import RETRYABLE_ERRORS, WriteRetry, keep_in_ring
@@ -63,6 +64,8 @@ class DAQJobStore(DAQJob):
         self._skip: RingPositions = {}  # ring payloads a crashed run wrote already (see recover_writes)
         super().__init__(config, *args, **kwargs)
         self._writes = WriteRetry(self.counters, self._logger)
+        self._flush = FlushPolicy(float(getattr(config, "flush_interval", 1.0)))
+        self._refused: set[tuple[str, str]] = set()  # (producer, message type) told once
 
     def _subscriptions(self) -> list[bytes]:
         name = type(self).__name__
@@ -94,7 +97,8 @@ class DAQJobStore(DAQJob):
                 self._wait_to_retry()
                 continue
             timeout = 0
-            if not self._drain_ring(None):
+            took = self._drain_ring(None)
+            if not took:
                 if rings is not None and rings.trackers and self._naps < len(RING_NAPS_SECONDS):
                     time.sleep(RING_NAPS_SECONDS[self._naps])
                     self._naps += 1
@@ -102,8 +106,9 @@ class DAQJobStore(DAQJob):
                     timeout = STORE_POLL_MILLISECONDS
             now = time.monotonic()
             if timeout or now >= next_inbound:  # busy with rings: the message plane every millisecond
-                self._process_inbound(timeout_ms=timeout)
+                took += self._process_inbound(timeout_ms=timeout)
                 next_inbound = now + BUSY_INBOUND_SECONDS
+            self._flush.turn(took)
             if now >= next_poll:
                 self._poll_rings()
                 next_poll = now + RING_POLL_SECONDS
@@ -119,6 +124,10 @@ class DAQJobStore(DAQJob):
         cannot take, so the message is counted (``failed``), logged, and its slot given back.
         """
         if not self._takes(message):
+            if isinstance(message, DAQJobMessageStore):
+                self.counters.rejected -= 1  # not a stray message: a kind this store cannot store
+                kinds = ", ".join(t.__name__ for t in self.allowed_message_in_types)
+                self.refuse(message, f"{type(self).__name__} stores {kinds}")
             return
         try:
             self.handle_message(message)
@@ -265,11 +274,35 @@ class DAQJobStore(DAQJob):
             kept.append(message)
         return kept
 
+    def write_due(self) -> bool:
+        """Whether ``store_loop`` should write what it buffered now (:mod:`enrgdaq.daq.store.flush`):
+        at once when idle, at a stop or a retry, every ``flush_interval`` under load, and before
+        the store holds a quarter of a ring."""
+        if self._has_been_freed or self._writes.failing or self._held:
+            return True
+        return self._flush.due(len(self._unreleased))
+
+    def refuse(self, message: DAQJobMessage, why: str) -> None:
+        """A store message this store cannot store (e.g. raw bytes for a table store): counted as
+        ``unsupported`` and logged once per producer and message type; nothing else is lost."""
+        self.counters.unsupported += 1
+        producer = message.daq_job_info.unique_id if message.daq_job_info is not None else "?"
+        key = (producer, type(message).__name__)
+        if key not in self._refused:
+            self._refused.add(key)
+            self._logger.error(
+                "cannot store %s from %s: %s (counted as 'unsupported'; said once per producer)",
+                key[1],
+                producer,
+                why,
+            )
+
     def _poll_rings(self) -> None:
         """Find new rings, say this store is alive, take what waits (covers lost wake-ups)."""
         if self._rings is None:
             return
         self._rings.scan()
+        self._flush.watch_rings([t.ring.slot_count for t in self._rings.trackers.values()])
         self._rings.heartbeat()
         self._drain_ring(None)
 
@@ -281,6 +314,7 @@ class DAQJobStore(DAQJob):
     def _release_flushed(self) -> None:
         """Give ring slots back once what they held is written out (a crash then loses nothing)."""
         if self._unreleased and not self._writes.failing and not self.has_unflushed_data():
+            self._flush.wrote()
             for message in self._unreleased:
                 release = getattr(message, "release", None)
                 if release is not None:

@@ -14,6 +14,10 @@ means the write went through, and the ring payloads below the recorded
 sequence numbers are skipped (given back unread); otherwise the files are cut
 back to their "before" length and the payloads are read again from the ring
 (their slots were never given back). Either way every row is in the file once.
+
+"Files" and "lengths" are whatever a store appends to and can cut back: bytes
+of a file by default, or rows of an HDF5 dataset (a :class:`Medium` of the
+store's own, handed to :meth:`WriteJournal.recover`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,32 @@ JOURNAL_PREFIX = "journal-"
 
 RingPositions = dict[str, tuple[int, int]]
 """Ring file name -> (its inode, the first sequence number not covered by the write)."""
+
+
+class Medium(Protocol):
+    """What a store appends to: named targets with a length that only grows, and can be cut."""
+
+    def length(self, name: str) -> int:
+        """The target's length now (0 when it does not exist)."""
+        ...
+
+    def cut(self, name: str, length: int) -> None:
+        """Cut the target back to ``length``."""
+        ...
+
+
+class Files:
+    """Byte files: the length is the size, cutting is truncating."""
+
+    def length(self, name: str) -> int:
+        return _size(name)
+
+    def cut(self, name: str, length: int) -> None:
+        with open(name, "r+b") as f:
+            f.truncate(length)
+
+
+FILES = Files()
 
 
 @dataclass
@@ -60,7 +91,7 @@ class WriteJournal:
             json.dump(doc, f)
         os.replace(tmp, self.path)
 
-    def recover(self) -> Recovery:
+    def recover(self, medium: Medium = FILES) -> Recovery:
         """At start, before any payload is read: finish or undo the last recorded write."""
         try:
             with open(self.path) as f:
@@ -72,7 +103,7 @@ class WriteJournal:
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             logger.error("unreadable write journal %s (%s): ignored", self.path, exc)
             return Recovery()
-        sizes = {path: _size(path) for path in files}
+        sizes = {path: medium.length(path) for path in files}
         changed = [p for p, (before, after) in files.items() if not before <= sizes[p] <= after]
         if changed:
             # Not our half-done write: someone else changed the file. Cut nothing, skip nothing
@@ -84,8 +115,7 @@ class WriteJournal:
         cut = {}
         for path, (before, _after) in files.items():
             if sizes[path] > before:
-                with open(path, "r+b") as f:
-                    f.truncate(before)
+                medium.cut(path, before)
                 cut[path] = before
         if cut:
             logger.warning("a write cut short by a crash was undone: %s", cut)

@@ -7,7 +7,7 @@ accepts that kind of config (see :mod:`enrgdaq.daq.store.routing`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import pyarrow as pa
@@ -27,6 +27,7 @@ __all__ = [
     "DAQJobStoreConfigHDF5",
     "DAQJobStoreConfigMemory",
     "DAQJobStoreConfigMySQL",
+    "DAQJobStoreConfigParquet",
     "DAQJobStoreConfigROOT",
     "DAQJobStoreConfigRaw",
     "DAQJobStoreConfigRedis",
@@ -68,7 +69,7 @@ class DAQJobStoreConfigROOT(DAQJobStoreConfigBase, kw_only=True):
     file_path: str
     add_date: bool
     tree_name: str
-    compression_type: str = "ZSTD"
+    compression_type: Literal["ZSTD", "LZ4", "ZLIB", "LZMA"] = "ZSTD"
     compression_level: Annotated[int, msgspec.Meta(ge=0, le=22)] = 5
 
 
@@ -82,6 +83,18 @@ class DAQJobStoreConfigMemory(DAQJobStoreConfigBase, kw_only=True):
     pass
 
 
+class DAQJobStoreConfigParquet(DAQJobStoreConfigBase, kw_only=True):
+    """*New*: Arrow tables to Parquet files. ``file_path``, ``add_date`` and ``overwrite`` as for
+    CSV; ``compression``: a codec pyarrow's Parquet writer knows; a row group is closed every
+    ``row_group_rows`` rows or at the store's flush."""
+
+    file_path: str
+    add_date: bool = False
+    overwrite: bool = False
+    compression: Literal["zstd", "snappy", "gzip", "brotli", "lz4", "none"] = "zstd"
+    row_group_rows: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] = 1_000_000
+
+
 class DAQJobStoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     csv: DAQJobStoreConfigCSV | None = None
     root: DAQJobStoreConfigROOT | None = None
@@ -90,6 +103,7 @@ class DAQJobStoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     redis: DAQJobStoreConfigRedis | None = None
     raw: DAQJobStoreConfigRaw | None = None
     memory: DAQJobStoreConfigMemory | None = None
+    parquet: DAQJobStoreConfigParquet | None = None
     target_local_supervisor: bool = False
 
     @property

@@ -23,6 +23,7 @@ _ROUTES: dict[str, set[str]] = {
     "DAQJobStoreConfigRedis": {"DAQJobStoreRedis"},
     "DAQJobStoreConfigRaw": {"DAQJobStoreRaw"},
     "DAQJobStoreConfigMemory": {"DAQJobStoreMemory"},
+    "DAQJobStoreConfigParquet": {"DAQJobStoreParquet"},
 }
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import os
-import time
 from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
+from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.daq.store.base import DAQJobStore
+from enrgdaq.daq.store.config import FileStoreJobConfig
 from enrgdaq.daq.store.journal import RingPositions, WriteJournal
 from enrgdaq.daq.store.models import (
     DAQJobMessageStore,
@@ -32,12 +32,11 @@ from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import MissingDependencyError, StoreWriteError
 
 DAQ_JOB_STORE_CSV_FLUSH_INTERVAL_SECONDS = 1
+"""The original's name for the default of ``flush_interval``."""
 
 
-class DAQJobStoreCSVConfig(DAQJobConfig, kw_only=True):
-    """``out_dir``: directory that every ``file_path`` is relative to."""
-
-    out_dir: str = "out/"
+class DAQJobStoreCSVConfig(FileStoreJobConfig, kw_only=True):
+    """The CSV store's TOML: ``out_dir``, ``flush_interval``, ``fsync`` (see FileStoreJobConfig)."""
 
 
 class CSVFile:
@@ -49,9 +48,10 @@ class CSVFile:
     that was moved away, is noticed (a kept descriptor would write into the old one).
     """
 
-    def __init__(self, path: str, overwrite: bool, use_zstd: bool) -> None:
+    def __init__(self, path: str, overwrite: bool, use_zstd: bool, fsync: bool = False) -> None:
         self.path = path
         self.overwrite = overwrite
+        self.fsync = fsync
         self.rows_written = 0
         self._compressor = _zstd_compressor() if use_zstd else None
         self._header = b""
@@ -95,6 +95,8 @@ class CSVFile:
                 data = self._encoded(with_header=offset == 0)
             try:
                 _write_all(fd, data)
+                if self.fsync:
+                    os.fsync(fd)
             except OSError as exc:
                 self._cut_back(fd, offset, exc)
                 raise
@@ -176,7 +178,6 @@ class DAQJobStoreCSV(DAQJobStore):
         super().__init__(config, **kwargs)
         self._files: dict[str, CSVFile] = {}
         self._dirty: set[str] = set()  # files with rows not written yet
-        self._last_flush = time.monotonic()
         self._write_failed = False  # the last write failed: the next store_loop writes at once
         self._journal: WriteJournal | None = None
 
@@ -192,7 +193,9 @@ class DAQJobStoreCSV(DAQJobStore):
         )
         target = self._files.get(path)
         if target is None:
-            target = self._files[path] = CSVFile(path, csv_config.overwrite, csv_config.use_zstd)
+            target = self._files[path] = CSVFile(
+                path, csv_config.overwrite, csv_config.use_zstd, self.config.fsync
+            )
         if isinstance(message, DAQJobMessageStorePyArrow):
             table = message.get_table()
             target.add(list(table.column_names), _table_body(table), table.num_rows)
@@ -212,15 +215,8 @@ class DAQJobStoreCSV(DAQJobStore):
         buffered (the base class retries with backoff; the ring slots stay held meanwhile)."""
         if not self._dirty:
             return
-        now = time.monotonic()
-        if (
-            not self._has_been_freed
-            and not self._write_failed
-            and now - self._last_flush < DAQ_JOB_STORE_CSV_FLUSH_INTERVAL_SECONDS
-            and self._pending_input()
-        ):
+        if not self._write_failed and not self.write_due():
             return
-        self._last_flush = now
         self._write_failed = True
         plans = {path: self._files[path].prepare() for path in sorted(self._dirty)}
         if self._journal is not None:
@@ -258,11 +254,3 @@ class DAQJobStoreCSV(DAQJobStore):
 
     def has_unflushed_data(self) -> bool:
         return bool(self._dirty)
-
-    def _pending_input(self) -> bool:
-        plane = self.message_plane
-        if plane is None:
-            return False
-        import zmq
-
-        return bool(plane.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN)
