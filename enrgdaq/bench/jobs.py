@@ -35,6 +35,8 @@ class BenchSourceConfig(DAQJobConfig, kw_only=True):
     count: int = 1000
     rate: float = 0.0  # messages per second; 0: as fast as the consumers take them
     producer: int = 0
+    store_kind: str = ""  # e.g. "csv": send to that kind of store (store_config) instead of the sink
+    store_config: dict[str, Any] = {}
 
 
 class DAQJobBenchSource(DAQJob):
@@ -45,8 +47,9 @@ class DAQJobBenchSource(DAQJob):
         n = max(cfg.values, 3)  # N rows of two float64 values: 16 bytes a row
         a = np.zeros(n, dtype=np.float64)
         b = np.arange(n, dtype=np.float64)
-        topics = {Topic.store(SINK)}
-        empty = DAQJobStoreConfig()
+        topics = {Topic.store(SINK)} if not cfg.store_kind else set()
+        kinds = {cfg.store_kind: cfg.store_config} if cfg.store_kind else {}
+        target = msgspec.convert(kinds, DAQJobStoreConfig)
         period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
         due = time.monotonic()
         table = pa.table({"a": a, "b": b})  # over a and b: refilled in place, as a readout loop does
@@ -63,9 +66,9 @@ class DAQJobBenchSource(DAQJob):
             b[0] = seq
             a[0], a[1], a[2] = seq, cfg.producer, time.monotonic_ns()
             self._put_message_out(
-                DAQJobMessageStorePyArrow(store_config=empty, table=table, topics=set(topics))
+                DAQJobMessageStorePyArrow(store_config=target, table=table, topics=set(topics))
             )
-        while not self._has_been_freed:
+        while not self._has_been_freed and not cfg.store_kind:
             time.sleep(0.01)
 
 
@@ -92,8 +95,19 @@ class DAQJobBenchSink(DAQJobStore):
         self._finished = 0  # producers whose last message arrived
         self.result = BenchResult()
 
+    def handle_batch(self, messages: list[DAQJobMessage]) -> None:
+        """Everything ready in the ring at once (the store API's batch path)."""
+        check = self._check
+        for message in messages:
+            check(message)  # type: ignore[arg-type]
+
     def handle_message(self, message: DAQJobMessage) -> bool:
         assert isinstance(message, DAQJobMessageStorePyArrow)
+        self._check(message)
+        return True
+
+    def _check(self, message: DAQJobMessageStorePyArrow) -> None:
+        """Read every value of one payload, check its stamps, record its latencies, release it."""
         now = time.monotonic_ns()
         table = message.get_table()
         a = table.column(0).to_numpy()  # zero-copy views (one chunk, no nulls)
@@ -126,7 +140,6 @@ class DAQJobBenchSink(DAQJobStore):
         message.release()
         if self._finished == len(self.expected):
             self.request_stop()
-        return True
 
 
 _sum = np.add.reduce
