@@ -136,9 +136,9 @@ class StoreHandling:
         held = self._held
         try:
             if self._batched and held:
-                batch = list(held)
+                batch = [m for m in held if self._takes_store_message(m)]  # inline ones unchecked yet
                 self.handle_batch(batch)
-                self._unreleased += batch
+                self._unreleased += held
                 held.clear()
             while held:
                 self._handle(held[0])
