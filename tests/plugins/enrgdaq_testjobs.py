@@ -152,3 +152,46 @@ class DAQJobStoreKilledAfterWrite(DAQJobStoreCSV):
             with open(self.config.marker, "w") as f:
                 f.write(f"killed after {written} rows\n")
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- server stores killed in the worst moment (tests/system/test_server_stores.py) -----------------
+from enrgdaq.daq.jobs.store.mysql import DAQJobStoreMySQL, DAQJobStoreMySQLConfig  # noqa: E402
+from enrgdaq.daq.jobs.store.redis import DAQJobStoreRedis, DAQJobStoreRedisConfig  # noqa: E402
+
+
+def _kill_after_commit(rows_written: int, kill_after_rows: int, marker: str) -> None:
+    """Once ``kill_after_rows`` rows are committed: mark it, then SIGKILL before any release."""
+    if rows_written >= kill_after_rows and not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(f"killed after {rows_written} rows\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class DAQJobStoreRedisKilledAfterWriteConfig(DAQJobStoreRedisConfig):
+    kill_after_rows: int
+    marker: str
+
+
+class DAQJobStoreRedisKilledAfterWrite(DAQJobStoreRedis):
+    """The Redis store, killed right after an EXEC, before its ring slots are given back."""
+
+    config_type = DAQJobStoreRedisKilledAfterWriteConfig
+
+    def store_loop(self) -> None:
+        super().store_loop()
+        _kill_after_commit(self.rows_written, self.config.kill_after_rows, self.config.marker)
+
+
+class DAQJobStoreMySQLKilledAfterWriteConfig(DAQJobStoreMySQLConfig):
+    kill_after_rows: int
+    marker: str
+
+
+class DAQJobStoreMySQLKilledAfterWrite(DAQJobStoreMySQL):
+    """The MySQL store, killed right after a COMMIT, before its ring slots are given back."""
+
+    config_type = DAQJobStoreMySQLKilledAfterWriteConfig
+
+    def store_loop(self) -> None:
+        super().store_loop()
+        _kill_after_commit(self.rows_written, self.config.kill_after_rows, self.config.marker)
