@@ -327,3 +327,26 @@ def test_without_pymysql_the_store_is_a_config_error_naming_the_extra(
     monkeypatch.delitem(sys.modules, "enrgdaq.daq.jobs.store.mysql")
     with pytest.raises(MissingDependencyError, match=r"pip install 'enrgdaq\[mysql\]'"):
         JobTypeRegistry().get("DAQJobStoreMySQL")
+
+
+def test_a_wrong_password_stalls_the_store_with_the_servers_word_and_never_shows_the_password(
+    mariadb: MariaDBServer, ring: tuple[DataPlaneSettings, RingWriter], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, writer = ring
+    store = mysql_store(mariadb, settings)
+    wrong = "wrong-" + mariadb.password
+    store.config.password = wrong
+    caplog.set_level(logging.DEBUG)
+    try:
+        writer.write(numbered(0))
+        step(store)
+        assert store._writes.failing
+        error = store.counters.snapshot()["last_error"]
+        assert "1045" in error and "Access denied for user 'daq'" in error, error
+        assert wrong not in error and wrong not in caplog.text
+        assert released(writer) == 0
+        store.config.password = mariadb.password
+        wait_for(lambda: (step(store), not store._writes.failing)[1], 5, "the retry with the right password")
+        assert numbers(mariadb) == [0] and released(writer) == 1
+    finally:
+        store.free()

@@ -33,6 +33,7 @@ from enrgdaq.daq.store.retry import keep_in_ring
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.data.writer import RingWriter
 from tests.harness.redis_proc import RedisProcess
+from tests.harness.secret_redis import PasswordRedisProcess
 from tests.harness.waiting import wait_for
 from tests.unit.test_store_write_errors import step
 
@@ -264,3 +265,33 @@ def test_time_series_commands_follow_the_original_layout_without_its_bugs() -> N
     assert "a time series holds numbers" in str(
         samples(pa.table({"timestamp": [1], "s": ["x"]}), "k", None, None)
     )
+
+
+@pytest.mark.parametrize("password", [None, "wrong"])
+def test_a_missing_or_wrong_password_stalls_the_store_and_never_shows_a_password(
+    tmp_path: Any,
+    ring: tuple[DataPlaneSettings, RingWriter],
+    caplog: pytest.LogCaptureFixture,
+    password: str | None,
+) -> None:
+    settings, writer = ring
+    server = PasswordRedisProcess(str(tmp_path / "data-redis"))
+    server.start()
+    store = redis_store(server, settings)
+    store.config.password = None if password is None else password + server.password
+    caplog.set_level(logging.DEBUG)
+    try:
+        writer.write(numbered(0))
+        step(store)
+        assert store._writes.failing
+        error = store.counters.snapshot()["last_error"]
+        assert "AuthenticationError" in error, error
+        for secret in (server.password, store.config.password):
+            if secret:
+                assert secret not in error and secret not in caplog.text
+        store.config.password = server.password
+        wait_for(lambda: (step(store), not store._writes.failing)[1], 5, "the retry with the right password")
+        assert numbers(server.client()) == [0]
+    finally:
+        store.free()
+        server.stop()
