@@ -295,3 +295,22 @@ def test_a_missing_or_wrong_password_stalls_the_store_and_never_shows_a_password
     finally:
         store.free()
         server.stop()
+
+
+def test_a_redis_restarted_between_writes_is_reconnected_to_and_loses_nothing(
+    redis_proc: RedisProcess, ring: tuple[DataPlaneSettings, RingWriter]
+) -> None:
+    settings, writer = ring
+    store = redis_store(redis_proc, settings)
+    try:
+        for n in range(20):
+            writer.write(numbered(n))
+            step(store)
+            if n == 9:
+                redis_proc.restart()  # the store's connection is dead now
+        wait_for(lambda: (step(store), not store._writes.failing)[1], 10, "the writes")
+        assert numbers(redis_proc.client()) == list(range(20))
+        assert store.counters.write_errors == 0, "a restart between writes is no failed write"
+        assert released(writer) == 20
+    finally:
+        store.free()
