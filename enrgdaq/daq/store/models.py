@@ -56,7 +56,9 @@ class DAQJobStoreConfigRaw(DAQJobStoreConfigBase, kw_only=True):
 
 
 class DAQJobStoreConfigMySQL(DAQJobStoreConfigBase, kw_only=True):
-    table_name: str
+    """``table_name``: a plain SQL name (letters, digits, ``_``), checked by ``enrgdaq check``."""
+
+    table_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
 class DAQJobStoreConfigRedis(DAQJobStoreConfigBase, kw_only=True):
