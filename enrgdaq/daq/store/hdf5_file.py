@@ -54,6 +54,7 @@ class H5File:
         self._ident: tuple[int, int] | None = None
         self._fresh = False  # no file yet: made with its first datasets (add_datasets)
         self._cut_to: dict[str, int] = {}  # a failed write not undone yet: dataset -> length
+        self._unclosed: list[h5py.File] = []  # closes that failed: HDF5 still has the file open
 
     @property
     def is_open(self) -> bool:
@@ -74,6 +75,9 @@ class H5File:
                 return
             self._log.warning("%s is not the file it was: closed it, opening the path again", self.path)
             self.close()
+        failed = self.close()
+        if failed is not None:
+            raise OSError(f"{self.path}: an earlier close failed and fails again: {failed}")
         if not os.path.exists(self.path):
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self._fresh = True
@@ -157,6 +161,10 @@ class H5File:
             values = columns.get(name.rpartition("/")[2])
             if values is not None:
                 dataset[start:] = values
+            # Now, with the dataset still open: a chunk that cannot be written (a full disk) fails
+            # here, raised; HDF5 would otherwise write it when the handle closes, and only print
+            # the error.
+            dataset.flush()
         self.last_write = time.monotonic()
 
     def flush(self) -> None:
@@ -172,15 +180,23 @@ class H5File:
         self._cut_to = {**lengths, **self._cut_to}
         self.close()
 
-    def close(self) -> None:
-        """Close the file (a clean close clears its "open for writing" marks); errors are logged."""
+    def close(self) -> Exception | None:
+        """Close the file (a clean close clears its "open for writing" marks). A close that fails
+        (HDF5 could not write what it still held: a full disk) leaves the file open inside HDF5;
+        it is closed again before the file is next opened."""
         f, self._file, self._fresh = self._file, None, False
-        if f is None:
-            return
-        try:
-            f.close()
-        except Exception as exc:  # a file on a disk that went away: nothing more can be done
-            self._log.error("closing %s failed: %s", self.path, exc)
+        if f is not None:
+            self._unclosed.append(f)
+        while self._unclosed:
+            try:
+                self._unclosed[0].close()
+            except Exception as exc:
+                self._log.error(
+                    "closing %s failed (tried again before it is next opened): %s", self.path, str(exc)
+                )
+                return exc
+            self._unclosed.pop(0)
+        return None
 
 
 def _appendable(node: object) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -47,6 +48,7 @@ from enrgdaq.daq.store.models import (
 )
 from enrgdaq.daq.store.paths import modify_file_path
 from enrgdaq.data.settings import DataPlaneSettings
+from enrgdaq.errors import StoreWriteError
 
 IDLE_CLOSE_SECONDS = 60.0
 """A file not written for this long is closed (a clean close: yesterday's file after midnight)."""
@@ -206,9 +208,14 @@ class DAQJobStoreHDF5(DAQJobStore):
                 plan.file.append(plan.group, plan.columns, plan.rows)
             for file in files.values():
                 file.flush()
-        except BaseException:
+        except BaseException as exc:
+            # The failed write's frames hold HDF5 objects of the files: they go before the files
+            # are closed (freed after it, h5py crashes the process).
+            traceback.clear_frames(exc.__traceback__)
             for key, file in files.items():
                 file.failed(before[key])  # cut back when opened again (the retry)
+            if isinstance(exc, RuntimeError):  # h5py's word for HDF5's own errors (a full disk)
+                raise StoreWriteError(str(exc)) from None  # (its frames hold HDF5 objects)
             raise
 
     def _close_idle(self) -> None:
