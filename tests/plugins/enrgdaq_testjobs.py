@@ -195,3 +195,110 @@ class DAQJobStoreMySQLKilledAfterWrite(DAQJobStoreMySQL):
     def store_loop(self) -> None:
         super().store_loop()
         _kill_after_commit(self.rows_written, self.config.kill_after_rows, self.config.marker)
+
+
+# -- the file stores (Raw, Parquet, Memory) -------------------------------------------------------
+
+
+class DAQJobRawSequence(DAQJob):
+    """Sends raw bytes ``b"<seq>\\n"`` with a sequence number that never repeats within a run."""
+
+    config_type = DAQJobSequenceConfig
+
+    def start(self) -> None:
+        from enrgdaq.daq.store.models import DAQJobMessageStoreRaw
+
+        seq = 0
+        period = 1.0 / self.config.rate_hz
+        due = time.monotonic()
+        while not self._has_been_freed:
+            self._put_message_out(
+                DAQJobMessageStoreRaw(store_config=self.config.store_config, data=b"%d\n" % seq)
+            )
+            seq += 1
+            due += period
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+
+
+def _kill_once(marker: str, why: str) -> None:
+    """Make ``marker`` (so that the restarted store runs on), then SIGKILL this process."""
+    with open(marker, "w") as f:
+        f.write(why + "\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+from enrgdaq.daq.jobs.store.memory import DAQJobStoreMemory, DAQJobStoreMemoryConfig  # noqa: E402
+from enrgdaq.daq.jobs.store.parquet import DAQJobStoreParquet, DAQJobStoreParquetConfig  # noqa: E402
+from enrgdaq.daq.jobs.store.raw import DAQJobStoreRaw, DAQJobStoreRawConfig  # noqa: E402
+
+
+class DAQJobStoreRawKilledAfterWriteConfig(DAQJobStoreRawConfig):
+    """As DAQJobStoreKilledAfterWriteConfig, for the Raw store."""
+
+    kill_after_rows: int
+    marker: str
+
+
+class DAQJobStoreRawKilledAfterWrite(DAQJobStoreRaw):
+    """The Raw store, killed once right after a write, before it gives the ring slots back."""
+
+    config_type = DAQJobStoreRawKilledAfterWriteConfig
+
+    def write_dirty(self) -> None:
+        super().write_dirty()
+        written = sum(f.rows_written for f in self._files.values())
+        if written >= self.config.kill_after_rows and not os.path.exists(self.config.marker):
+            _kill_once(self.config.marker, f"killed after {written} rows")
+
+
+class DAQJobStoreParquetKilledConfig(DAQJobStoreParquetConfig):
+    """``kill_after_rows``: killed once right after a write to a write-ahead file that brings it to
+    this many rows (``marker``); then, in a later run, killed once right after rows were added to
+    the Parquet file, before the write-ahead file is removed (``commit_marker``)."""
+
+    kill_after_rows: int
+    marker: str
+    commit_marker: str
+
+
+class DAQJobStoreParquetKilled(DAQJobStoreParquet):
+    """The Parquet store, killed at its two worst moments (see its config)."""
+
+    config_type = DAQJobStoreParquetKilledConfig
+
+    def write_dirty(self) -> None:
+        super().write_dirty()
+        written = sum(f.rows_written for f in self._files.values())
+        if written >= self.config.kill_after_rows and not os.path.exists(self.config.marker):
+            _kill_once(self.config.marker, f"killed after {written} rows")
+
+    def _committed(self) -> None:
+        super()._committed()
+        if os.path.exists(self.config.marker) and not os.path.exists(self.config.commit_marker):
+            _kill_once(self.config.commit_marker, "killed right after rows went into the Parquet file")
+
+
+class DAQJobStoreMemoryDumpConfig(DAQJobStoreMemoryConfig):
+    """``dump_path``: where the store writes what it kept when it stops (read back by a test)."""
+
+    dump_path: str
+
+
+class DAQJobStoreMemoryDump(DAQJobStoreMemory):
+    """The Memory store, which writes what it kept at its stop, read back through its own methods:
+    its tables as an Arrow stream at ``dump_path``, its raw bytes at ``dump_path + ".bin"``."""
+
+    config_type = DAQJobStoreMemoryDumpConfig
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        import pyarrow.ipc as ipc
+
+        table = self.table()
+        if table is not None:
+            with ipc.new_stream(self.config.dump_path, table.schema) as writer:
+                writer.write_table(table)
+        with open(self.config.dump_path + ".bin", "wb") as f:
+            f.write(b"".join(e.data for e in self.entries() if e.data is not None))
