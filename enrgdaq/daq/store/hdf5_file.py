@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import h5py
 import numpy as np
@@ -55,6 +56,8 @@ class H5File:
         self._fresh = False  # no file yet: made with its first datasets (add_datasets)
         self._cut_to: dict[str, int] = {}  # a failed write not undone yet: dataset -> length
         self._unclosed: list[h5py.File] = []  # closes that failed: HDF5 still has the file open
+        self._nodes: dict[str, Any] = {}  # objects of the open file, by name (see _node)
+        self._adopted: set[str] = set()  # groups whose datasets were looked for (see adopt)
 
     @property
     def is_open(self) -> bool:
@@ -88,13 +91,15 @@ class H5File:
         self._open_existing()
 
     def _open_existing(self) -> None:
+        self._nodes.clear()
+        self._adopted.clear()
         f = open_h5(self.path, "a")
         try:
             st = os.fstat(f.id.get_vfd_handle())
             self._ident = (st.st_dev, st.st_ino)
             for name, length in sorted(self._cut_to.items()):
                 if name in f and f[name].shape[0] > length:
-                    f[name].resize((length,))
+                    f[name].resize((length,))  # (a handle let go at once, before any close)
             self._cut_to.clear()
             f.flush()
             f.swmr_mode = True
@@ -104,25 +109,33 @@ class H5File:
         self._file = f
         self._fresh = False
 
+    def _node(self, name: str) -> Any:
+        """The file's object at ``name`` (None: none), kept while the file is open (looking an
+        object up in h5py costs about 0.1 ms)."""
+        f = self._file
+        if f is None:
+            return None
+        if name not in self._nodes:
+            self._nodes[name] = f[name] if name in f else None
+        return self._nodes[name]
+
     def dtype_of(self, name: str) -> np.dtype | None:
         """The type of an existing dataset this store can append to (None: none such)."""
-        f = self._file
-        if f is None or name not in f:
-            return None
-        node = f[name]
+        node = self._node(name)
         return node.dtype if _appendable(node) else None
 
     def blocked(self, name: str) -> bool:
         """Whether ``name`` exists in the file as something the store cannot append to."""
-        f = self._file
-        return f is not None and name in f and not _appendable(f[name])
+        node = self._node(name)
+        return node is not None and not _appendable(node)
 
     def adopt(self, group: str) -> None:
         """Append to the datasets ``group`` already has in the file too (a file of an earlier run)."""
-        f = self._file
-        if f is not None and group in f and isinstance(f[group], h5py.Group):
-            for name, node in f[group].items():
-                if _appendable(node):
+        node = self._node(group)
+        if group not in self._adopted and isinstance(node, h5py.Group):
+            self._adopted.add(group)
+            for name, child in node.items():
+                if _appendable(child):
                     self.datasets.add(f"{group}/{name}")
 
     def add_datasets(self, specs: dict[str, DatasetSpec]) -> None:
@@ -145,22 +158,22 @@ class H5File:
 
     def lengths(self) -> dict[str, int]:
         """The length of every dataset this store appends to in the file."""
-        f = self._file
-        return {name: f[name].shape[0] if f is not None and name in f else 0 for name in self.datasets}
+        return {name: _length(self._node(name)) for name in self.datasets}
 
-    def append(self, group: str, columns: dict[str, np.ndarray], rows: int) -> None:
-        """Add ``rows`` rows to every dataset of ``group`` this store appends to (the group's
-        datasets stay equally long: a column missing from ``columns`` gets fill values)."""
-        f = self._file
-        assert f is not None, "open() and add_datasets() come first"
+    def append(self, group: str, columns: dict[str, list[np.ndarray]], rows: int) -> None:
+        """Add ``rows`` rows to every dataset of ``group`` this store appends to, each column's
+        parts one after the other (the group's datasets stay equally long: a column missing from
+        ``columns`` gets fill values)."""
+        assert self._file is not None, "open() and add_datasets() come first"
         names = [n for n in self.datasets if n.rpartition("/")[0] == group]
-        start = max(f[n].shape[0] for n in names)
+        start = max(_length(self._node(n)) for n in names)
         for name in names:
-            dataset = f[name]
+            dataset = self._node(name)
             dataset.resize((start + rows,))
-            values = columns.get(name.rpartition("/")[2])
-            if values is not None:
-                dataset[start:] = values
+            at = start
+            for part in columns.get(name.rpartition("/")[2], []):
+                dataset[at : at + len(part)] = part
+                at += len(part)
             # Now, with the dataset still open: a chunk that cannot be written (a full disk) fails
             # here, raised; HDF5 would otherwise write it when the handle closes, and only print
             # the error.
@@ -185,6 +198,8 @@ class H5File:
         (HDF5 could not write what it still held: a full disk) leaves the file open inside HDF5;
         it is closed again before the file is next opened."""
         f, self._file, self._fresh = self._file, None, False
+        self._nodes.clear()  # the handles go first: freed after the file is closed, h5py crashes
+        self._adopted.clear()
         if f is not None:
             self._unclosed.append(f)
         while self._unclosed:
@@ -197,6 +212,10 @@ class H5File:
                 return exc
             self._unclosed.pop(0)
         return None
+
+
+def _length(node: Any) -> int:
+    return int(node.shape[0]) if node is not None else 0
 
 
 def _appendable(node: object) -> bool:

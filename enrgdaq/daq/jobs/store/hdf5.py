@@ -74,7 +74,7 @@ class Plan:
 
     file: H5File
     group: str
-    columns: Columns
+    columns: dict[str, list[np.ndarray]]
     rows: int
 
 
@@ -171,7 +171,7 @@ class DAQJobStoreHDF5(DAQJobStore):
         file.add_datasets(specs)
         if not kept:
             return None
-        return Plan(file, group, _joined(file, group, kept), sum(p.rows for p in kept))
+        return Plan(file, group, _parts(file, group, kept), sum(p.rows for p in kept))
 
     @staticmethod
     def _misfit(file: H5File, group: str, piece: Piece, specs: dict[str, DatasetSpec]) -> str | None:
@@ -260,16 +260,16 @@ class DAQJobStoreHDF5(DAQJobStore):
             self._journal.remove()  # a clean stop: nothing half done
 
 
-def _joined(file: H5File, group: str, pieces: list[Piece]) -> Columns:
-    """One array per column for the pieces (fill values where a piece lacks the column)."""
+def _parts(file: H5File, group: str, pieces: list[Piece]) -> dict[str, list[np.ndarray]]:
+    """Each column's arrays, one a piece (fill values where a piece lacks the column); written one
+    after the other, not joined first (a copy of every row)."""
     names = list(dict.fromkeys(name for piece in pieces for name in piece.columns))
-    joined: Columns = {}
+    parts: dict[str, list[np.ndarray]] = {}
     for name in names:
         dtype = file.dtype_of(f"{group}/{name}")
         assert dtype is not None
-        parts = [
+        parts[name] = [
             p.columns[name] if name in p.columns else np.full(p.rows, fill_value(dtype), dtype)
             for p in pieces
         ]
-        joined[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return joined
+    return parts
