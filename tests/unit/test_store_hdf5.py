@@ -6,6 +6,7 @@ directory replaced by a file; a disk that fills up in the middle of a write).
 
 from __future__ import annotations
 
+import datetime
 import gc
 import json
 import logging
@@ -22,7 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from enrgdaq.daq.jobs.store import hdf5
 from enrgdaq.daq.jobs.store.hdf5 import DAQJobStoreHDF5, DAQJobStoreHDF5Config
+from enrgdaq.daq.store import paths
 from enrgdaq.daq.store.hdf5_repair import left_open
 from enrgdaq.daq.store.models import (
     DAQJobMessageStorePyArrow,
@@ -314,3 +317,63 @@ def test_a_write_cut_short_by_a_full_disk_is_cut_back_and_the_retry_writes_each_
     columns = read(os.path.join(small_disk, "run.h5"))
     assert columns["seq"].tolist() == list(range(22000)), "a row lost or written twice"
     assert columns["value"].tolist() == [s * 0.5 for s in range(22000)]
+
+
+class Today:
+    """Stands in for ``datetime.date`` in the file names: ``today()`` is what the test says."""
+
+    def __init__(self, day: datetime.date) -> None:
+        self.day = day
+
+    def today(self) -> datetime.date:
+        return self.day
+
+
+def test_with_add_date_the_file_rolls_over_at_midnight_and_yesterdays_is_closed(
+    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, writer = ring
+    today = Today(datetime.date(2026, 3, 1))
+    monkeypatch.setattr(paths, "date", today)
+    monkeypatch.setattr(hdf5, "IDLE_CLOSE_SECONDS", 0.0)
+    dated = DAQJobStoreConfig(
+        hdf5=DAQJobStoreConfigHDF5(file_path="run.h5", add_date=True, dataset_name="adc")
+    )
+    out_dir = str(tmp_path / "out")
+    store = h5_store(out_dir, settings)
+    try:
+        writer.write(DAQJobMessageStorePyArrow(store_config=dated, table=pa.table({"seq": [0, 1]})))
+        step(store)
+        today.day = datetime.date(2026, 3, 2)
+        writer.write(DAQJobMessageStorePyArrow(store_config=dated, table=pa.table({"seq": [2, 3]})))
+        step(store)
+        assert not left_open(os.path.join(out_dir, "2026-03-01_run.h5")), "yesterday's file still open"
+    finally:
+        store.free()
+    assert read(os.path.join(out_dir, "2026-03-01_run.h5"))["seq"].tolist() == [0, 1]
+    assert read(os.path.join(out_dir, "2026-03-02_run.h5"))["seq"].tolist() == [2, 3]
+
+
+def test_fsync_syncs_the_file_at_each_write(
+    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, writer = ring
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))
+    )
+    out_dir = str(tmp_path / "out")
+    store = DAQJobStoreHDF5(
+        DAQJobStoreHDF5Config(
+            daq_job_type="DAQJobStoreHDF5", daq_job_unique_id=STORE, out_dir=out_dir, fsync=True
+        )
+    )
+    store.configure_data_plane(settings)
+    try:
+        for first in (0, 2):
+            writer.write(rows(first))
+            step(store)
+    finally:
+        store.free()
+    assert synced.count(os.path.join(out_dir, "run.h5")) == 2, synced

@@ -7,6 +7,7 @@ that fills up in the middle of a write).
 
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 import signal
@@ -23,6 +24,7 @@ import pytest
 import uproot
 
 from enrgdaq.daq.jobs.store.root import DAQJobStoreROOT, DAQJobStoreROOTConfig
+from enrgdaq.daq.store import paths
 from enrgdaq.daq.store.models import (
     DAQJobMessageStorePyArrow,
     DAQJobMessageStoreRaw,
@@ -33,7 +35,7 @@ from enrgdaq.daq.store.models import (
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.data.writer import RingWriter
 from tests.harness.waiting import wait_for
-from tests.unit.test_store_hdf5 import small_disk  # noqa: F401  (a fixture)
+from tests.unit.test_store_hdf5 import Today, small_disk  # noqa: F401  (small_disk: a fixture)
 from tests.unit.test_store_write_errors import output_dir_replaced_by_a_file, step
 
 STORE = "store_root"
@@ -361,3 +363,48 @@ def test_flush_interval_seconds_is_the_originals_name_for_flush_interval() -> No
     given = DAQJobStoreROOTConfig(daq_job_type="DAQJobStoreROOT", flush_interval_seconds=0.25)
     assert given.flush_interval == 0.25 and given.buffer_size_bytes == 5_000_000
     assert DAQJobStoreROOTConfig(daq_job_type="DAQJobStoreROOT").flush_interval == 1.0
+
+
+def test_with_add_date_the_file_rolls_over_at_midnight(
+    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, writer = ring
+    today = Today(datetime.date(2026, 3, 1))
+    monkeypatch.setattr(paths, "date", today)
+    dated = DAQJobStoreConfig(
+        root=DAQJobStoreConfigROOT(file_path="run.root", add_date=True, tree_name="events")
+    )
+    out_dir = str(tmp_path / "out")
+    store = root_store(out_dir, settings)
+    try:
+        writer.write(rows(0, store_config=dated))
+        write_all(store)
+        today.day = datetime.date(2026, 3, 2)
+        writer.write(rows(2, store_config=dated))
+        write_all(store)
+    finally:
+        store.free()
+    assert read(os.path.join(out_dir, "2026-03-01_run.root"))["seq"].tolist() == [0, 1]
+    assert read(os.path.join(out_dir, "2026-03-02_run.root"))["seq"].tolist() == [2, 3]
+
+
+def test_fsync_syncs_the_undo_log_before_each_overwrite_and_the_file_before_each_commit(
+    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, writer = ring
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))
+    )
+    out_dir = str(tmp_path / "out")
+    store = root_store(out_dir, settings, fsync=True)
+    try:
+        for first in (0, 2):
+            writer.write(rows(first))
+            write_all(store)
+    finally:
+        store.free()
+    assert synced.count(os.path.join(out_dir, "run.root")) == 2, synced
+    assert os.path.join(out_dir, f".enrgdaq-undo-{STORE}") in synced, "the undo log was not synced"
+    assert read(os.path.join(out_dir, "run.root"))["seq"].tolist() == [0, 1, 2, 3]
