@@ -408,3 +408,34 @@ def test_fsync_syncs_the_undo_log_before_each_overwrite_and_the_file_before_each
     assert synced.count(os.path.join(out_dir, "run.root")) == 2, synced
     assert os.path.join(out_dir, f".enrgdaq-undo-{STORE}") in synced, "the undo log was not synced"
     assert read(os.path.join(out_dir, "run.root"))["seq"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_tree_uproot_cannot_extend_is_left_alone_and_the_rows_go_to_the_next_name(
+    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, writer = ring
+    out_dir = str(tmp_path / "out")
+    store = root_store(out_dir, settings)
+    try:
+        writer.write(rows(0, 4))
+        write_all(store)
+    finally:
+        store.free()
+    extend = uproot.writing.writable.WritableTree.extend
+
+    def as_for_a_tree_root_wrote(tree: Any, data: Any, **options: Any) -> Any:
+        if tree._file.file_path.endswith("run.root"):  # e.g. branches with different basket counts
+            raise NotImplementedError("extend for a TTree whose branches do not all have the same baskets")
+        return extend(tree, data, **options)
+
+    monkeypatch.setattr(uproot.writing.writable.WritableTree, "extend", as_for_a_tree_root_wrote)
+    store = root_store(out_dir, settings)
+    try:
+        writer.write(rows(4, 4))
+        wait_for(lambda: (step(store), store.counters.write_errors == 1)[1], 5, "the write to fail once")
+        write_all(store)
+        assert store.counters.write_failing == 0 and "run.root" in str(store.counters.last_error)
+    finally:
+        store.free()
+    assert read(os.path.join(out_dir, "run.root"))["seq"].tolist() == [0, 1, 2, 3], "the old file changed"
+    assert read(os.path.join(out_dir, "run_1.root"))["seq"].tolist() == [4, 5, 6, 7]

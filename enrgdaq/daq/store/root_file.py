@@ -76,15 +76,32 @@ def tree_schema(path: str, tree: str) -> Schema | None:
         return schema
 
 
-def free_path(path: str, tree: str, schema: Schema, log: logging.LoggerAdapter) -> str:  # type: ignore[type-arg,unused-ignore]
-    """``path``, or the first ``<stem>_<n><ext>`` whose ``tree`` is missing or takes ``schema``."""
+class CannotExtend(Exception):
+    """uproot cannot extend the tree in this file (it did not write it, or this uproot is too old)."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+
+
+def free_path(
+    path: str,
+    tree: str,
+    schema: Schema,
+    log: logging.LoggerAdapter,  # type: ignore[type-arg,unused-ignore]
+    unusable: set[str] | frozenset[str] = frozenset(),
+) -> str:
+    """``path``, or the first ``<stem>_<n><ext>`` whose ``tree`` is missing or takes ``schema``
+    (and that is not among the files found ``unusable``)."""
     stem, ext = os.path.splitext(path)
     candidate, n = path, 0
     while True:
-        found = tree_schema(candidate, tree)
+        found = tree_schema(candidate, tree) if candidate not in unusable else {"": "unusable"}
         if found is None or found == schema:
             if candidate != path:
-                log.warning("%s holds a tree '%s' with other branches: writing to %s", path, tree, candidate)
+                log.warning(
+                    "%s holds a tree '%s' this store cannot extend: writing to %s", path, tree, candidate
+                )
             return candidate
         n += 1
         candidate = f"{stem}_{n}{ext}"
@@ -140,14 +157,21 @@ class RootFile:
             )
             found.compression = self._compression
             self._trees[tree] = found
-        found.extend({name: _branch_values(values, schema[name]) for name, values in columns.items()})
+        try:
+            found.extend({name: _branch_values(values, schema[name]) for name, values in columns.items()})
+        except NotImplementedError as exc:  # checked before anything is written
+            raise CannotExtend(self.path, str(exc)) from exc
 
     def _tree(self, tree: str) -> Any:
         assert self._dir is not None, "open() first"
         found = self._trees.get(tree)
         if found is None and tree in self._dir:
-            found = self._trees[tree] = self._dir[tree]
-            found.compression = self._compression
+            try:
+                found = self._dir[tree]
+                found.compression = self._compression
+            except Exception as exc:
+                raise CannotExtend(self.path, f"uproot cannot extend its tree '{tree}': {exc}") from exc
+            self._trees[tree] = found
         return found
 
     def sync(self) -> None:

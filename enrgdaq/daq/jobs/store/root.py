@@ -39,6 +39,7 @@ from enrgdaq.daq.store.models import (
 )
 from enrgdaq.daq.store.paths import modify_file_path
 from enrgdaq.daq.store.root_file import (
+    CannotExtend,
     RootEntries,
     RootFile,
     Schema,
@@ -49,6 +50,7 @@ from enrgdaq.daq.store.root_file import (
 )
 from enrgdaq.daq.store.undo import UndoLog
 from enrgdaq.data.settings import DataPlaneSettings
+from enrgdaq.errors import StoreWriteError
 
 IDLE_CLOSE_SECONDS = 60.0
 """A file not written for this long is let go (yesterday's file after midnight)."""
@@ -108,6 +110,7 @@ class DAQJobStoreROOT(DAQJobStore):
         self._since = 0.0  # when the oldest buffered row came
         self._write_failed = False
         self._journal: WriteJournal | None = None
+        self._unusable: set[str] = set()  # files whose tree uproot cannot extend
         undo_name = f".enrgdaq-undo-{self.unique_id}"
         self._undo = UndoLog(os.path.join(config.out_dir, undo_name), config.fsync)
 
@@ -186,6 +189,10 @@ class DAQJobStoreROOT(DAQJobStore):
                 for plan in plans:
                     plan.file.sync()
             self._undo.commit()
+        except CannotExtend as exc:
+            self._abandon()
+            self._unusable.add(exc.path)
+            raise StoreWriteError(f"{exc}; writing to the next free name") from exc
         except BaseException:
             self._abandon()
             raise
@@ -198,7 +205,7 @@ class DAQJobStoreROOT(DAQJobStore):
         schema = self._schemas[(path, tree)]
         file = self._files.get(path)
         if file is None:
-            actual = free_path(path, tree, schema, self._logger)
+            actual = free_path(path, tree, schema, self._logger, self._unusable)
             file = self._files[path] = RootFile(actual, self._undo, compression(*self._codecs[path]))
         file.open()
         columns = {n: _joined([p.columns[n] for p in pieces]) for n in schema}
