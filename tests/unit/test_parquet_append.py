@@ -193,3 +193,15 @@ def test_split_file_gives_the_row_groups_and_the_footer_of_a_standalone_file() -
     data = sink.getvalue().to_pybytes()
     groups, footer = split_file(data)
     assert data == b"PAR1" + bytes(groups) + footer + len(footer).to_bytes(4, "little") + b"PAR1"
+
+
+def test_a_write_ahead_file_whose_schema_a_crash_tore_is_removed_and_the_file_left_alone(
+    tmp_path: Any,
+) -> None:
+    path = str(tmp_path / "data.parquet")
+    to_wal(path, rows(0, 3))
+    convert_wal(path, "zstd", 10)
+    with open(wal_path(path), "wb") as f:
+        f.write(SCHEMA.serialize().to_pybytes()[:-9])  # killed within its first write, journal lost
+    assert convert_wal(path, "zstd", 10) == 0
+    assert pq.read_table(path).equals(rows(0, 3)) and not os.path.exists(wal_path(path))

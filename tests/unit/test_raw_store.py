@@ -152,3 +152,20 @@ def test_a_failed_write_keeps_the_slots_and_the_retry_writes_every_byte_once(tmp
     with open(os.path.join(out, "frames.bin"), "rb") as f:
         assert f.read() == b"".join(frame(n) for n in range(4))
     assert read_stream(os.path.join(out, "t.arrows")).column("n").to_pylist() == [1, 2, 3]
+
+
+def test_bytes_that_only_look_like_a_stream_stay_raw_and_tables_go_beside_them(tmp_path: Any) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    lookalike = b"\xff\xff\xff\xff\x10\x00\x00\x00" + b"not arrow at all"
+    (out / "data.bin").write_bytes(lookalike)
+    config = raw_config("data.bin")
+    job = store("DAQJobStoreRaw", None, out_dir=str(out))
+    try:
+        job._handle(DAQJobMessageStoreRaw(store_config=config, data=b"+more"))
+        job._handle(DAQJobMessageStorePyArrow(store_config=config, table=pa.table({"n": [1]})))
+        job.store_loop()
+    finally:
+        job.free()
+    assert (out / "data.bin").read_bytes() == lookalike + b"+more"
+    assert read_stream(str(out / "data_1.bin")).column("n").to_pylist() == [1]

@@ -25,7 +25,10 @@ from enrgdaq.daq.store.append import AppendFile, Chunk
 from enrgdaq.daq.store.file_store import numbered
 from enrgdaq.daq.store.models import DAQJobMessageStoreTabular
 
-END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+CONTINUATION = b"\xff\xff\xff\xff"
+"""How each message of an Arrow stream starts (before its metadata's length)."""
+END_OF_STREAM = CONTINUATION + b"\x00\x00\x00\x00"
+MAX_SCHEMA_BYTES = 16 << 20
 BYTES = "bytes"
 """The kind of a file of raw bytes (or of anything that is not an Arrow stream)."""
 OTHER = "other"
@@ -60,10 +63,22 @@ class StreamFile(AppendFile):
         return out
 
 
-def stream_schema(path: str) -> pa.Schema:
-    """The schema at the start of an Arrow stream file (raises if it is not one)."""
-    with pa.OSFile(path, "rb") as f:
-        return ipc.open_stream(f).schema
+def stream_schema(path: str) -> pa.Schema | None:
+    """The schema at the start of an Arrow stream file; None when the file does not start with one
+    (raw bytes, a torn schema). An error reading the file (a directory that is gone) is raised:
+    it is a write error, retried, not a kind of file."""
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8 or prefix[:4] != CONTINUATION:
+            return None
+        length = int.from_bytes(prefix[4:], "little")
+        if not 0 < length <= MAX_SCHEMA_BYTES:
+            return None
+        message = prefix + f.read(length)
+    try:
+        return ipc.read_schema(pa.py_buffer(message))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        return None
 
 
 def plain_table(table: pa.Table) -> pa.Table:

@@ -84,6 +84,12 @@ def convert_wal(
         return 0
     wal_size = file_size(wal)
     table = read_wal(wal, log)
+    if table is None:
+        log.error(
+            "%s holds no Arrow stream (its schema torn by a crash before its first write): removed", wal
+        )
+        os.unlink(wal)
+        return 0
     if table.num_rows:
         append_table(path, table, compression, row_group_rows, fsync, {"wal_size": wal_size})
     if committed is not None:
@@ -160,11 +166,15 @@ def recover(path: str, log: Logger = logger) -> bool | None:
     return False
 
 
-def read_wal(wal: str, log: Logger = logger) -> pa.Table:
+def read_wal(wal: str, log: Logger = logger) -> pa.Table | None:
     """The rows of a write-ahead file (memory-mapped); a torn last batch (a crash during a flush
-    whose journal is gone, e.g. after a reboot) is left out, with a warning."""
+    whose journal is gone, e.g. after a reboot) is left out, with a warning. None when not even
+    its schema is whole."""
     source = pa.memory_map(wal)
-    reader = ipc.open_stream(source)
+    try:
+        reader = ipc.open_stream(source)
+    except (pa.ArrowInvalid, OSError):
+        return None
     batches = []
     try:
         for batch in reader:

@@ -118,14 +118,18 @@ class ReplacedParquet(AppendFile):
 
 
 def _kind_on_disk(path: str) -> Kind:
-    """The schema of the Parquet file, else of its write-ahead file; None when neither exists."""
-    try:
-        if file_size(path):
+    """The schema of the Parquet file, else of its write-ahead file; None when neither exists;
+    ``OTHER`` for a file that is neither (an error reading it, e.g. its directory gone, is raised:
+    a write error, retried)."""
+    if file_size(path):
+        with open(path, "rb"):
+            pass
+        try:
             return pq.read_schema(path)
-        if file_size(wal_path(path)):
-            return stream_schema(wal_path(path))
-    except pa.ArrowInvalid:
-        return OTHER
+        except (pa.ArrowInvalid, OSError):
+            return OTHER
+    if file_size(wal_path(path)):
+        return stream_schema(wal_path(path)) or OTHER
     return None
 
 

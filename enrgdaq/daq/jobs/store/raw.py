@@ -77,10 +77,7 @@ def _kind_on_disk(path: str) -> Kind:
     directory that is gone is a write error, retried)."""
     if file_size(path) == 0:
         return None
-    try:
-        return stream_schema(path)
-    except pa.ArrowInvalid:
-        return BYTES
+    return stream_schema(path) or BYTES
 
 
 class DAQJobStoreRaw(FileStore):
