@@ -131,14 +131,17 @@ def test_raw_bytes_and_text_columns_are_refused_counted_and_said_once_the_rest_i
                 writer.write(DAQJobMessageStorePyArrow(store_config=H5, table=text))
                 writer.write(rows(2 * n))
             step(store)
-        assert store.counters.unsupported == 4
+            floats = pa.table({"seq": [0.5], "value": [1.0]})  # floats for the integer dataset
+            writer.write(DAQJobMessageStorePyArrow(store_config=H5, table=floats))
+            step(store)
+        assert store.counters.unsupported == 5
         said = [r.getMessage() for r in caplog.records if "cannot store" in r.getMessage()]
         assert len(said) == 2, said
         assert any("holds text" in line for line in said) and any(
             "DAQJobMessageStoreRaw" in line for line in said
         )
         gc.collect()
-        assert writer.ring.cursor(writer.ring.find_consumer(STORE)) == 6, "refused payloads kept in the ring"
+        assert writer.ring.cursor(writer.ring.find_consumer(STORE)) == 7, "refused payloads kept in the ring"
     finally:
         store.free()
     assert read(os.path.join(out_dir, "run.h5"))["seq"].tolist() == [0, 1, 2, 3]

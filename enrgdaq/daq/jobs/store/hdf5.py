@@ -179,7 +179,9 @@ class DAQJobStoreHDF5(DAQJobStore):
             dataset = f"{group}/{name}"
             if file.blocked(dataset):
                 return f"'{dataset}' exists and is not a resizable 1-D dataset"
-            known = file.dtype_of(dataset) or (specs[dataset].dtype if dataset in specs else None)
+            known = file.dtype_of(dataset)
+            if known is None and dataset in specs:
+                known = specs[dataset].dtype
             if known is not None and not fits(values, known):
                 return f"column '{name}' is {values.dtype}, the dataset '{dataset}' holds {known}"
         return None
