@@ -31,10 +31,10 @@ from enrgdaq.daq.store.paths import COMPRESSED_SUFFIXES, modify_file_path
 from enrgdaq.data.settings import DataPlaneSettings
 
 
-def dated_file_path(out_dir: str, file_path: str, add_date: bool, tag: str | None, day: date) -> str:
+def dated_file_path(out_dir: str, file_path: str, add_date: bool, tag: str | None, day: date | None) -> str:
     """The original's naming (:func:`modify_file_path`) with the date of ``day``, under ``out_dir``."""
     directory, name = os.path.split(modify_file_path(file_path, False, tag))
-    if add_date:
+    if add_date and day is not None:
         name = f"{day.isoformat()}_{name}"
     return os.path.join(out_dir, directory, name)
 
@@ -65,10 +65,18 @@ class FileStore(DAQJobStore):
         self._write_failed = False  # the last write failed: the next store_loop writes at once
         self._journal: WriteJournal | None = None
         self.today: Callable[[], date] = date.today
+        self._paths: dict[tuple[str, str | None, date | None], str] = {}
         """The day of a message, for ``add_date`` names (taken when the store handles it)."""
 
     def output_path(self, file_path: str, add_date: bool, tag: str | None) -> str:
-        return dated_file_path(self.config.out_dir, file_path, add_date, tag, self.today())
+        """The file of a message (see the module docstring); the day is taken now."""
+        key = (file_path, tag, self.today() if add_date else None)
+        path = self._paths.get(key)
+        if path is None:
+            if len(self._paths) > 4096:  # tags that keep changing, or many days
+                self._paths.clear()
+            path = self._paths[key] = dated_file_path(self.config.out_dir, file_path, add_date, tag, key[2])
+        return path
 
     def buffered(self, target: AppendFile, chunk: Any, rows: int) -> None:
         """Buffer ``chunk`` for ``target`` (a file of ``self._files``) until the next write."""
