@@ -116,7 +116,7 @@ class H5File:
         if f is None:
             return None
         if name not in self._nodes:
-            self._nodes[name] = f[name] if name in f else None
+            self._nodes[name] = f.get(name)
         return self._nodes[name]
 
     def dtype_of(self, name: str) -> np.dtype | None:
