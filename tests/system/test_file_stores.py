@@ -137,8 +137,12 @@ def test_one_producer_feeds_four_stores_and_each_holds_every_row_once(
         40,
         "row groups in the Parquet file and frames sent",
     )
-    status = status_of(system)["store_parquet"]
-    assert status["data"]["unsupported"] >= 1, "the raw bytes sent to the Parquet store are not counted"
+    wait_for(
+        lambda: status_of(system)["store_parquet"]["data"].get("unsupported", 0) >= 1,
+        10,
+        "the raw bytes sent to the Parquet store counted as unsupported",
+        interval=0.2,
+    )
     assert "store_parquet: " in (table := enrgdaq(system, "status").stdout), table
     assert "store messages of a kind this store cannot store" in table, table
 
