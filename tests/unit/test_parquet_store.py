@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+import pytest
 
 from enrgdaq.daq.store.models import (
     DAQJobMessageStorePyArrow,
@@ -148,3 +149,33 @@ def test_a_failed_write_keeps_the_slots_and_the_retry_writes_every_row_once(tmp_
         finally:
             job.free()
     assert pq.read_table(path).equals(rows(0, 8))
+
+
+def test_an_adding_of_rows_that_failed_after_its_commit_is_finished_before_new_rows_come(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = str(tmp_path / "out")
+    path = os.path.join(out, "data.parquet")
+    config = parquet_config(row_group_rows=2)
+    real_unlink = os.unlink
+    failures = []
+
+    def unlink(target: str, *args: Any, **kwargs: Any) -> None:
+        if target == wal_path(path) and not failures:
+            failures.append(target)
+            raise OSError(5, "Input/output error", target)
+        real_unlink(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    job = store("DAQJobStoreParquet", None, out_dir=out)
+    try:
+        job._handle(message(0, 2, config))
+        job._write_out()  # rows 0-1 into the Parquet file; removing the write-ahead file fails
+        assert failures and job._writes.failing
+        assert pq.read_table(path).equals(rows(0, 2))
+        job._handle(message(2, 2, config))  # an inline message, handled at the retry
+        job._retry_writes()
+        assert not job._writes.failing
+    finally:
+        job.free()
+    assert pq.read_table(path).equals(rows(0, 4)), "rows added twice"

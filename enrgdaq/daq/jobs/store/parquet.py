@@ -147,6 +147,7 @@ class DAQJobStoreParquet(FileStore):
         self._kinds = FileKinds(_kind_on_disk)
         self._parquet_files: dict[str, ParquetTarget] = {}
         self._leftovers: set[str] = set()  # files with rows a previous run left in write-ahead files
+        self._interrupted: set[str] = set()  # files whose adding of rows failed in this run
 
     def handle_message(self, message: DAQJobMessage) -> bool:
         """Buffer the message's rows for the file's write-ahead file (written in ``store_loop``)."""
@@ -189,7 +190,13 @@ class DAQJobStoreParquet(FileStore):
 
     def store_loop(self) -> None:
         """Write what was buffered to the write-ahead files (the base class: journaled, slots given
-        back after it); then, with nothing left to write, close the row groups that are due."""
+        back after it); then, with nothing left to write, close the row groups that are due.
+
+        An adding of rows that failed in this run is finished or undone first, before its
+        write-ahead file grows (its rows may be in the Parquet file already)."""
+        for path in sorted(self._interrupted):
+            recover(path, self._logger)
+            self._interrupted.discard(path)
         super().store_loop()
         if not self._dirty:
             self._close_due_row_groups()
@@ -232,6 +239,7 @@ class DAQJobStoreParquet(FileStore):
             )
         except OSError as exc:
             if not stopping:
+                self._interrupted.add(path)
                 raise
             self._logger.error(
                 "%s: cannot add the waiting rows at the stop (%s): they stay in %s for the next run",
