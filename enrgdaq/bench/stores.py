@@ -28,6 +28,7 @@ import pyarrow as pa
 from enrgdaq.bench.jobs import BenchSourceConfig, DAQJobBenchSource
 from enrgdaq.bench.runner import INFO, reap, ring_geometry
 from enrgdaq.data.settings import DataPlaneSettings
+from enrgdaq.errors import DAQError
 from enrgdaq.message.proxy import MessageProxy
 
 STORE_ID = "bench_store"
@@ -230,7 +231,7 @@ def run_pipeline(case: StoreCase, values: int, count: int, directory: str) -> fl
         _, started = done["source"][:2]
         _, ended, processed = done["store"]
         if processed < count:
-            raise RuntimeError(f"{case.kind}: the store took {processed} of {count} messages")
+            raise DAQError(f"{case.kind}: the store took {processed} of {count} messages")
         return float(ended - started)
     finally:
         reap(procs)
@@ -265,7 +266,7 @@ def run_case(case: StoreCase, values: int, count: int) -> StoreRun:
         path = os.path.join(directory, case.file_name)
         rows = case.rows(path)
         if rows != values * count:
-            raise RuntimeError(f"{case.kind}: {rows} rows in the file, {values * count} sent")
+            raise DAQError(f"{case.kind}: {rows} rows in the file, {values * count} sent")
         return StoreRun(case.kind, values, count, pipeline, direct, os.path.getsize(path))
     finally:
         shutil.rmtree(directory, ignore_errors=True)

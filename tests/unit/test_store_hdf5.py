@@ -290,9 +290,44 @@ def small_disk(tmp_path: Any) -> Iterator[str]:
         subprocess.run(["umount", "-l", mount_point], check=False)
 
 
+def in_a_child(body: Any) -> Any:
+    """Run a test's body in a forked child that ends with ``os._exit``: after a full disk, the
+    HDF5 library's state can crash the interpreter's own exit (``free(): invalid pointer``),
+    which would take the whole test session down with it. The child reports its failure."""
+    import functools
+    import multiprocessing
+    import traceback
+
+    @functools.wraps(body)
+    def run(*args: Any, **kwargs: Any) -> None:
+        ctx = multiprocessing.get_context("fork")
+        report = ctx.SimpleQueue()
+
+        def child() -> None:
+            try:
+                body(*args, **kwargs)
+                report.put("")
+            except BaseException:
+                report.put(traceback.format_exc())
+            os._exit(0)
+
+        proc = ctx.Process(target=child)
+        proc.start()
+        proc.join(60)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+        failure = report.get() if not report.empty() else f"the child ended with {proc.exitcode}"
+        if failure:
+            pytest.fail(failure, pytrace=False)
+
+    return run
+
+
 # HDF5 tries again to write what it holds for a dataset when the dataset's handle is let go, which
 # fails too on the full disk: h5py can only print that ("Exception ignored in ... __dealloc__").
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@in_a_child
 def test_a_write_cut_short_by_a_full_disk_is_cut_back_and_the_retry_writes_each_row_once(
     tmp_path: Any, small_disk: str
 ) -> None:

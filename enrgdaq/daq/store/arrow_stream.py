@@ -24,6 +24,7 @@ import pyarrow.ipc as ipc
 from enrgdaq.daq.store.append import AppendFile, Chunk
 from enrgdaq.daq.store.file_store import numbered
 from enrgdaq.daq.store.models import DAQJobMessageStoreTabular
+from enrgdaq.errors import MessageError
 
 CONTINUATION = b"\xff\xff\xff\xff"
 """How each message of an Arrow stream starts (before its metadata's length)."""
@@ -124,7 +125,7 @@ class FileKinds:
             if kind is None or kind == BYTES:
                 self._kinds[path] = BYTES
                 return path
-        raise ValueError(f"{base}: no file among {MAX_NUMBERED} numbered ones takes raw bytes")
+        raise MessageError(f"{base}: no file among {MAX_NUMBERED} numbered ones takes raw bytes")
 
     def for_table(self, base: str, table: pa.Table) -> tuple[str, pa.Table]:
         """The file for ``table``, and the table as that file holds it (cast to its schema)."""
@@ -138,7 +139,7 @@ class FileKinds:
                 fitted = _fitted(table, kind)
                 if fitted is not None:
                     return path, fitted
-        raise ValueError(f"{base}: no file among {MAX_NUMBERED} numbered ones takes this schema")
+        raise MessageError(f"{base}: no file among {MAX_NUMBERED} numbered ones takes this schema")
 
     def forget(self, path: str) -> None:
         """``path`` changed on disk behind this cache (e.g. a file replaced whole): look again."""

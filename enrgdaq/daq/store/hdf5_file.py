@@ -26,6 +26,7 @@ import numpy as np
 
 from enrgdaq.daq.store.columns import fill_value
 from enrgdaq.daq.store.hdf5_repair import left_open, repair
+from enrgdaq.errors import StoreWriteError
 
 CHUNK_BYTES = 64 * 1024
 """Target size of one chunk of a dataset (rows = this / item size)."""
@@ -80,7 +81,7 @@ class H5File:
             self.close()
         failed = self.close()
         if failed is not None:
-            raise OSError(f"{self.path}: an earlier close failed and fails again: {failed}")
+            raise StoreWriteError(f"{self.path}: an earlier close failed and fails again: {failed}")
         if not os.path.exists(self.path):
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self._fresh = True

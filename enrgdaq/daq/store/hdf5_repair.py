@@ -26,6 +26,8 @@ import os
 
 import h5py
 
+from enrgdaq.errors import StoreWriteError
+
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SUPERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096)
 """Where HDF5 looks for the superblock (after a user block of 512 * 2**n bytes)."""
@@ -47,18 +49,18 @@ def left_open(path: str) -> bool:
 
 
 def repair(path: str) -> None:
-    """Clear the dead writer's marks (``h5clear -s --increment=0``); raises OSError when HDF5
+    """Clear the dead writer's marks (``h5clear -s --increment=0``); raises StoreWriteError when HDF5
     cannot open the file even so."""
     lib = _hdf5_library()
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     yes = ctypes.c_bool(True)
     for name in (b"clear_status_flags", b"skip_eof_check", b"null_fsm_addr"):
         if lib.H5Pset(fapl.id, name, ctypes.byref(yes)) < 0:
-            raise OSError(f"{path}: HDF5 does not know the property {name.decode()} (h5clear's)")
+            raise StoreWriteError(f"{path}: HDF5 does not know the property {name.decode()} (h5clear's)")
     fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR, fapl=fapl)
     try:
         if lib.H5Fincrement_filesize(fid.id, 0) < 0:
-            raise OSError(f"{path}: HDF5 could not set the end of allocation to the end of the file")
+            raise StoreWriteError(f"{path}: HDF5 could not set the end of allocation to the end of the file")
     finally:
         fid.close()
 
@@ -77,4 +79,4 @@ def _hdf5_library() -> ctypes.CDLL:
                 lib.H5Fincrement_filesize.argtypes = [ctypes.c_int64, ctypes.c_uint64]
                 lib.H5Fincrement_filesize.restype = ctypes.c_int
                 return lib
-    raise OSError("the HDF5 library h5py uses was not found among the loaded libraries")
+    raise StoreWriteError("the HDF5 library h5py uses was not found among the loaded libraries")

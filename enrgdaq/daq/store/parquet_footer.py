@@ -21,6 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from enrgdaq.errors import StoreWriteError
+
 MAGIC = b"PAR1"
 TAIL = 8
 """A Parquet file ends with the footer's length (4 bytes, little endian) and ``PAR1``."""
@@ -40,14 +42,14 @@ _I16_MAX = 32767
 
 
 def footer_at(size: int, tail: bytes) -> int:
-    """Where the footer of a file of ``size`` bytes starts, from its last 8 bytes (ValueError when
+    """Where the footer of a file of ``size`` bytes starts, from its last 8 bytes (StoreWriteError when
     they are not a Parquet file's end)."""
     if len(tail) != TAIL or tail[4:] != MAGIC:
-        raise ValueError("not the end of a Parquet file")
+        raise StoreWriteError("not the end of a Parquet file")
     length = struct.unpack("<I", tail[:4])[0]
     start = size - TAIL - length
     if start < len(MAGIC):
-        raise ValueError("a Parquet footer longer than its file")
+        raise StoreWriteError("a Parquet footer longer than its file")
     return start
 
 
@@ -77,7 +79,7 @@ def shifted_footer(footer: bytes, delta: int, first_ordinal: int) -> bytes:
     rewriter = _Rewriter(footer, delta, first_ordinal)
     rewriter.struct(_FILE_META)
     if rewriter.pos != len(footer):
-        raise ValueError(f"Parquet footer not read to its end ({rewriter.pos} of {len(footer)} bytes)")
+        raise StoreWriteError(f"Parquet footer not read to its end ({rewriter.pos} of {len(footer)} bytes)")
     return bytes(rewriter.out)
 
 
@@ -120,7 +122,7 @@ class _Rewriter:
             self.out += self.data[start : self.pos]
             for _ in range(count):
                 if element != _STRUCT:
-                    raise ValueError("a Parquet footer list of row groups or columns that holds no structs")
+                    raise StoreWriteError("a Parquet footer list (row groups, columns) that holds no structs")
                 self.struct(rule[0])
         else:
             start = self.pos
@@ -146,7 +148,7 @@ class _Rewriter:
         elif kind == _STRUCT:
             self._skip_struct()
         else:
-            raise ValueError(f"unknown Thrift compact type {kind} in a Parquet footer")
+            raise StoreWriteError(f"unknown Thrift compact type {kind} in a Parquet footer")
 
     def _skip_element(self, kind: int) -> None:
         if kind in (_TRUE, _FALSE):

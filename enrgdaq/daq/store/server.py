@@ -24,7 +24,7 @@ from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.daq.store.base import DAQJobStore
 from enrgdaq.daq.store.journal import RingPositions
 from enrgdaq.daq.store.models import DAQJobMessageStoreTabular
-from enrgdaq.errors import StoreWriteError
+from enrgdaq.errors import MessageError, StoreWriteError
 
 T = TypeVar("T")
 
@@ -52,19 +52,19 @@ def covered(position: RingPosition | None, written: RingPositions) -> bool:
 
 def tabular_columns(message: DAQJobMessageStoreTabular) -> dict[str, list[Any]]:
     """A tabular message's values by column, in ``keys`` order (from ``data`` rows or
-    ``data_columns``). Raises ValueError when the columns are not all of one length or a key
+    ``data_columns``). Raises MessageError when the columns are not all of one length or a key
     repeats: the message cannot be stored as a table."""
     keys = list(message.keys)
     if len(set(keys)) != len(keys):
-        raise ValueError(f"keys repeat: {keys}")
+        raise MessageError(f"keys repeat: {keys}")
     if message.data is not None:
         if any(len(row) != len(keys) for row in message.data):
-            raise ValueError(f"a row has not {len(keys)} values (one per key)")
+            raise MessageError(f"a row has not {len(keys)} values (one per key)")
         return {k: [row[i] for row in message.data] for i, k in enumerate(keys)}
     given = message.data_columns or {}
     columns = {k: list(given.get(k, [])) for k in keys}
     if len({len(v) for v in columns.values()}) > 1:
-        raise ValueError("data_columns are not all of one length")
+        raise MessageError("data_columns are not all of one length")
     return columns
 
 

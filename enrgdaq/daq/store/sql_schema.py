@@ -15,6 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from enrgdaq.errors import MessageError
+
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 PROGRESS_TABLE = "enrgdaq_store_progress"
 """Per store and ring: how far the store's writes reached (written in the same transaction)."""
@@ -50,9 +52,9 @@ def name_problem(name: str, what: str) -> str | None:
 
 
 def quote(name: str) -> str:
-    """A checked name in backquotes (raises ValueError for a name that was not checked)."""
+    """A checked name in backquotes (raises MessageError for a name that was not checked)."""
     if not IDENTIFIER.match(name):
-        raise ValueError(f"not a checked SQL name: {name!r}")
+        raise MessageError(f"not a checked SQL name: {name!r}")
     return f"`{name}`"
 
 

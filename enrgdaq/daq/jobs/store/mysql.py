@@ -39,6 +39,7 @@ from enrgdaq.daq.store.sql_schema import (
     quote,
     table_rows,
 )
+from enrgdaq.errors import MessageError
 from enrgdaq.models import Port
 
 CONNECT_TIMEOUT_SECONDS = 5
@@ -180,7 +181,7 @@ def _convert(message: DAQJobMessageStore, table_name: str) -> Rows | str:
             return table_rows(message.get_table(), table_name)
         assert isinstance(message, DAQJobMessageStoreTabular)
         return table_rows(pa.table(tabular_columns(message)), table_name)
-    except (ValueError, pa.ArrowException) as exc:
+    except (ValueError, MessageError, pa.ArrowException) as exc:
         return f"not rows an SQL table can hold: {exc}"
 
 

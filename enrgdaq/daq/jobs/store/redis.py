@@ -39,7 +39,7 @@ from enrgdaq.daq.store.redis_layout import (
     snapshot,
 )
 from enrgdaq.daq.store.server import DAQJobServerStore, Pending, tabular_columns
-from enrgdaq.errors import StoreWriteError
+from enrgdaq.errors import MessageError, StoreWriteError
 from enrgdaq.models import Port
 
 POSITIONS_KEY = "enrgdaq:store-written:{store}"
@@ -200,7 +200,7 @@ def _convert(message: DAQJobMessageStore, target: DAQJobStoreConfigRedis) -> Ite
         if target.use_timeseries:
             return samples(pa.table(columns), target.key, message.tag, days)
         return list_rows(columns, target.key, message.tag, days)
-    except (ValueError, pa.ArrowException) as exc:
+    except (ValueError, MessageError, pa.ArrowException) as exc:
         return f"not a table Redis can hold: {exc}"
 
 
