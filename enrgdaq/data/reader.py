@@ -56,6 +56,16 @@ class SlotGuard:
         self.tracker.release(self.seq)
 
 
+class _Disowned:
+    """Stands in for the tracker of a guard whose slot was given back already."""
+
+    def release(self, seq: int) -> None:
+        pass
+
+
+_DISOWNED = _Disowned()
+
+
 class RingTracker:
     def __init__(self, ring: Ring, index: int) -> None:
         self.ring = ring
@@ -273,9 +283,15 @@ class RingReader:
             start = data + slot * size
             try:
                 message = decode(view[start : start + nbytes], address + start, guard, copying)
-            except MessageError:
+            except MessageError as exc:
                 self.corrupted += 1
-                logger.exception("[%s] corrupt slot %d in ring %s; skipped", self.consumer, seq, ring.name)
+                # Given back here, and logged as text: a traceback kept by a log handler would keep
+                # this frame's guards alive, and a slot never given back stops the cursor for good.
+                guard.tracker = _DISOWNED  # type: ignore[assignment]
+                tracker.release(seq)
+                logger.error(
+                    "[%s] corrupt slot %d in ring %s; skipped: %s", self.consumer, seq, ring.name, str(exc)
+                )
                 seq += 1
                 continue
             if words[row + L.S_SEQ] != seq:  # overwritten while it was read (only after an eviction)
