@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from enrgdaq.daq.store.models import DAQJobMessageStoreTabular
+from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobMessageStorePyArrow, DAQJobMessageStoreTabular
 
 Columns = dict[str, np.ndarray]
 
@@ -34,6 +34,15 @@ def tabular_table(message: DAQJobMessageStoreTabular) -> pa.Table:
         given = message.data_columns or {}
         data = {key: list(given.get(key, [])) for key in message.keys}
     return pa.table(data)
+
+
+def message_table(message: DAQJobMessageStore) -> pa.Table:
+    """The rows of a table or tabular message as an Arrow table (a table message's is a view of
+    its ring slot, given back after the write)."""
+    if isinstance(message, DAQJobMessageStorePyArrow):
+        return message.get_table()
+    assert isinstance(message, DAQJobMessageStoreTabular)
+    return tabular_table(message)
 
 
 def numpy_columns(table: pa.Table, text: bool = False) -> Columns:

@@ -33,8 +33,8 @@ from enrgdaq.daq.store.columns import (
     arrow_type_text,
     fill_value,
     fits,
+    message_table,
     numpy_columns,
-    tabular_table,
 )
 from enrgdaq.daq.store.config import FileStoreJobConfig
 from enrgdaq.daq.store.hdf5_file import DatasetSpec, H5File, H5Rows, target_name
@@ -101,12 +101,7 @@ class DAQJobStoreHDF5(DAQJobStore):
         return True
 
     def handle_batch(self, messages: list[DAQJobMessage]) -> None:
-        for message in messages:
-            try:
-                self._buffer(message)
-            except Exception:
-                self.counters.failed += 1
-                self._logger.exception("cannot take %s", type(message).__name__)
+        self.take_each(messages, self._buffer)
 
     def _buffer(self, message: DAQJobMessage) -> None:
         assert isinstance(message, DAQJobMessageStore)
@@ -116,11 +111,7 @@ class DAQJobStoreHDF5(DAQJobStore):
         path = os.path.join(
             self.config.out_dir, modify_file_path(target.file_path, target.add_date, message.tag)
         )
-        if isinstance(message, DAQJobMessageStorePyArrow):
-            table = message.get_table()  # a view of the ring slot: given back after the write
-        else:
-            assert isinstance(message, DAQJobMessageStoreTabular)
-            table = tabular_table(message)
+        table = message_table(message)
         try:
             columns = numpy_columns(table)
         except UnsupportedColumn as exc:

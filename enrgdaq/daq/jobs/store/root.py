@@ -27,7 +27,7 @@ import uproot  # noqa: F401  (imported here: a missing uproot is a config error 
 
 from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.daq.store.base import DAQJobStore
-from enrgdaq.daq.store.columns import Columns, UnsupportedColumn, numpy_columns, tabular_table
+from enrgdaq.daq.store.columns import Columns, UnsupportedColumn, message_table, numpy_columns
 from enrgdaq.daq.store.config import FileStoreJobConfig, FlushSeconds
 from enrgdaq.daq.store.journal import RingPositions, WriteJournal
 from enrgdaq.daq.store.models import (
@@ -121,12 +121,7 @@ class DAQJobStoreROOT(DAQJobStore):
         return True
 
     def handle_batch(self, messages: list[DAQJobMessage]) -> None:
-        for message in messages:
-            try:
-                self._buffer(message)
-            except Exception:
-                self.counters.failed += 1
-                self._logger.exception("cannot take %s", type(message).__name__)
+        self.take_each(messages, self._buffer)
 
     def _buffer(self, message: DAQJobMessage) -> None:
         assert isinstance(message, DAQJobMessageStore)
@@ -136,11 +131,7 @@ class DAQJobStoreROOT(DAQJobStore):
         path = os.path.join(
             self.config.out_dir, modify_file_path(target.file_path, target.add_date, message.tag)
         )
-        if isinstance(message, DAQJobMessageStorePyArrow):
-            table = message.get_table()  # a view of the ring slot: given back after the write
-        else:
-            assert isinstance(message, DAQJobMessageStoreTabular)
-            table = tabular_table(message)
+        table = message_table(message)
         try:
             columns = numpy_columns(table, text=True)
         except UnsupportedColumn as exc:
