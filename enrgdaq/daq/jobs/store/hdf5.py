@@ -54,6 +54,11 @@ IDLE_CLOSE_SECONDS = 60.0
 """A file not written for this long is closed (a clean close: yesterday's file after midnight)."""
 
 
+RECOVERY_ATTEMPTS = 5
+RECOVERY_PAUSE_SECONDS = 0.2
+"""A file a killed writer left open can stay locked for a moment: look again a few times."""
+
+
 class DAQJobStoreHDF5Config(FileStoreJobConfig, kw_only=True):
     """The HDF5 store's TOML: ``out_dir``, ``flush_interval``, ``fsync`` (see FileStoreJobConfig)."""
 
@@ -228,13 +233,19 @@ class DAQJobStoreHDF5(DAQJobStore):
         """Repair the files a kill left open, and finish or undo the write it cut short."""
         if self._journal is None:
             return {}
-        try:
-            recovery = self._journal.recover(H5Rows(self._logger))
-        except Exception as exc:
-            self._logger.error(
-                "cannot check the last write before the crash (%s): its rows are written again", exc
-            )
-            return {}
+        for attempt in range(RECOVERY_ATTEMPTS):
+            try:
+                recovery = self._journal.recover(H5Rows(self._logger))
+                break
+            except Exception as exc:  # h5py raises OSError and others (a lock still held, ...)
+                if attempt + 1 == RECOVERY_ATTEMPTS:
+                    # Writing on without knowing would write the last write's rows twice: this run
+                    # ends instead, and the restarted one looks again.
+                    raise StoreWriteError(
+                        f"cannot check the last write before the crash ({exc}); trying again at restart"
+                    ) from exc
+                self._logger.warning("cannot check the last write before the crash yet (%s)", exc)
+                time.sleep(RECOVERY_PAUSE_SECONDS)
         if recovery.skip:
             self._logger.info("rows of %s are on disk already: not written again", sorted(recovery.skip))
         return recovery.skip
