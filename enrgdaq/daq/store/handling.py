@@ -20,7 +20,6 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from enrgdaq.daq.models import DAQJobMessage
@@ -165,18 +164,6 @@ class StoreHandling:
         """
         for message in messages:
             self.handle_message(message)
-
-    def take_each(self, messages: list[DAQJobMessage], take: Callable[[DAQJobMessage], None]) -> None:
-        """For a ``handle_batch`` that takes its messages one by one: a message whose ``take``
-        raises (other than a write error) is counted ``failed`` and logged; the rest go on."""
-        for message in messages:
-            try:
-                take(message)
-            except RETRYABLE_ERRORS:
-                raise
-            except Exception:
-                self.counters.failed += 1
-                self._logger.exception("cannot take %s", type(message).__name__)
 
     def _handle_batch(self, messages: list[DAQJobMessage]) -> None:
         """``handle_batch`` of a store that overrides it: the accepted messages in one call."""

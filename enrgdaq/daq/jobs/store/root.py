@@ -120,9 +120,6 @@ class DAQJobStoreROOT(DAQJobStore):
         self._buffer(message)
         return True
 
-    def handle_batch(self, messages: list[DAQJobMessage]) -> None:
-        self.take_each(messages, self._buffer)
-
     def _buffer(self, message: DAQJobMessage) -> None:
         assert isinstance(message, DAQJobMessageStore)
         target = message.store_config.root
