@@ -86,6 +86,11 @@ class JobNotFoundError(ControlPlaneError):
     """Raised when a command names a job the registry does not hold."""
 
 
+class JobConflictError(ControlPlaneError):
+    """Raised when a request cannot be done in the job's present state: a job of that id exists
+    already, or it is already running (the REST API answers 409)."""
+
+
 class AlreadyRunningError(ControlPlaneError):
     """Raised when ``enrgdaq up`` finds another one running on its directory, run directory or id."""
 

@@ -8,6 +8,7 @@ import sys
 import click
 import redis
 
+from enrgdaq.cli.api import api
 from enrgdaq.cli.bench import bench
 from enrgdaq.cli.check import check
 from enrgdaq.cli.jobs import start, stop
@@ -35,6 +36,7 @@ cli.add_command(check)
 cli.add_command(stop)
 cli.add_command(start)
 cli.add_command(bench)
+cli.add_command(api)
 
 
 def one_line(exc: BaseException) -> str:

@@ -57,6 +57,21 @@ class Keys:
         """String: the config directory's files (name, mtime, size) as last applied."""
         return f"{self.base}:config:seen"
 
+    @property
+    def api(self) -> str:
+        """String with a TTL: JSON ``{"url", "pid", "host"}`` of this supervisor's REST API,
+        refreshed while it serves (``enrgdaq status --json`` shows the url as ``api_url``)."""
+        return f"{self.base}:api"
+
+    def logs(self, source: str) -> str:
+        """Stream: the last log lines of one job (its unique id) or of the node's own processes
+        (:data:`NODE_LOG`), capped; read by ``enrgdaq logs`` and the REST API."""
+        return f"{self.base}:logs:{source}"
+
+
+NODE_LOG = "_node"
+"""The log source name of a node's own processes (supervisor, beat, workers), beside its jobs'."""
+
 
 def supervisor_ids_pattern() -> str:
     return f"{PREFIX}:*:supervisor"
