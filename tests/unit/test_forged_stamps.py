@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from enrgdaq.cli.status import data_warnings
+from enrgdaq.control.status_document import data_warnings
 from enrgdaq.daq.topics import exact, wire
 from enrgdaq.message.client import RECEIVE_HWM, SEND_HWM, MessagePlaneClient, own_topic
 from enrgdaq.message.proxy import HWM

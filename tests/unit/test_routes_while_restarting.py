@@ -10,11 +10,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from enrgdaq.cli.status import render_table, status_document
+from enrgdaq.cli.status import render_table
 from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.reconcile import routes_of, stores_not_running
 from enrgdaq.control.registry import JobRecord
 from enrgdaq.control.status import job_status
+from enrgdaq.control.status_document import status_document
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.outbox import ROUTES_GRACE_SECONDS
 from enrgdaq.daq.store.models import (

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from enrgdaq.cli.status import data_health, render_table
+from enrgdaq.cli.status import render_table
+from enrgdaq.control.status_document import data_health
 
 
 def job(unique_id: str, stats: dict[str, object]) -> dict[str, object]:
