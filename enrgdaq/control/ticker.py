@@ -20,9 +20,11 @@ from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.node import SupervisorRecord, mark_alive, this_host
 from enrgdaq.control.reconcile import Reconciler, routes_of, stores_not_running
 from enrgdaq.control.registry import JobRecord, JobRegistry
+from enrgdaq.control.status import shown_state
 from enrgdaq.control.watch import ConfigWatcher
 from enrgdaq.daq.models import (
     DAQJobInfo,
+    DAQJobLatencyStats,
     DAQJobMessage,
     DAQJobMessageCombinedStats,
     DAQJobMessageHeartbeat,
@@ -31,6 +33,7 @@ from enrgdaq.daq.models import (
     DAQJobStats,
     DAQJobStatsRecord,
 )
+from enrgdaq.daq.stats import RateTracker
 from enrgdaq.daq.topics import Topic
 from enrgdaq.message.client import Publisher
 
@@ -41,20 +44,64 @@ def _when(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch) if epoch else None
 
 
-def job_stats(record: JobRecord) -> DAQJobStats:
+def _num(stats: dict[str, Any], name: str) -> float:
+    value = stats.get(name, 0)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _last_error(record: JobRecord, stats: dict[str, Any]) -> str:
+    """The last line of the job's error (a traceback's last line says what went wrong)."""
+    text = str(stats.get("last_error") or record.error or "").strip()
+    return text.splitlines()[-1][:300] if text else ""
+
+
+def job_stats(record: JobRecord, rates: RateTracker | None = None) -> DAQJobStats:
+    """A job's stats as handlers and the status see them, from its registry record.
+
+    ``rates``: the ticker's tracker, which turns the counters into per-second rates and notes
+    when a counter last grew (stores that do not stamp ``last_in`` still get a date).
+    """
     s = record.stats_dict
+    uid, at = record.unique_id, s.get("at")
+    names = ("processed", "sent", "processed_bytes", "sent_bytes")
+    rate = {n: rates.rate(uid, n, _num(s, n), at) if rates else 0.0 for n in names}
+    grew = rates.grew_at if rates else {}
+    last_in = s.get("last_in") or grew.get((uid, "processed"))
+    last_out = s.get("last_out") or grew.get((uid, "sent"))
+    state, _ = shown_state(record, s)
     return DAQJobStats(
-        message_in_stats=DAQJobStatsRecord(
-            count=int(s.get("processed", 0)), last_updated=_when(s.get("last_in"))
+        message_in_stats=DAQJobStatsRecord(count=int(_num(s, "processed")), last_updated=_when(last_in)),
+        message_out_stats=DAQJobStatsRecord(count=int(_num(s, "sent")), last_updated=_when(last_out)),
+        message_in_queue_stats=DAQJobStatsRecord(
+            count=int(_num(s, "ring_unreleased")), last_updated=_when(at)
         ),
-        message_out_stats=DAQJobStatsRecord(
-            count=int(s.get("sent", 0)), last_updated=_when(s.get("last_out"))
+        message_out_queue_stats=DAQJobStatsRecord(
+            count=int(_num(s, "ring_occupancy")), last_updated=_when(at)
         ),
-        restart_stats=DAQJobStatsRecord(count=record.restarts, last_updated=_when(record.started_at)),
-        resource_stats=DAQJobResourceStats(
-            cpu_percent=float(s.get("cpu_percent", 0.0)), rss_mb=float(s.get("rss_mb", 0.0))
+        restart_stats=DAQJobStatsRecord(
+            count=record.restarts, last_updated=_when(record.started_at) if record.restarts else None
         ),
+        latency_stats=DAQJobLatencyStats(
+            count=int(_num(s, "latency_count")),
+            max_ms=_num(s, "latency_max_ms"),
+            p50_ms=_num(s, "latency_p50_ms"),
+            p95_ms=_num(s, "latency_p95_ms"),
+            p99_ms=_num(s, "latency_p99_ms"),
+        ),
+        resource_stats=DAQJobResourceStats(cpu_percent=_num(s, "cpu_percent"), rss_mb=_num(s, "rss_mb")),
         is_alive=record.state is JobState.RUNNING,
+        daq_job_type=record.daq_job_type,
+        state=state,
+        message_in_bytes=int(_num(s, "processed_bytes")),
+        message_out_bytes=int(_num(s, "sent_bytes")),
+        message_in_rate=rate["processed"],
+        message_out_rate=rate["sent"],
+        message_in_bytes_rate=rate["processed_bytes"],
+        message_out_bytes_rate=rate["sent_bytes"],
+        ring_occupancy=int(_num(s, "ring_occupancy")),
+        ring_slots=int(_num(s, "ring_slots")),
+        ring_blocked_ms=int(_num(s, "ring_blocked_ms")),
+        last_error=_last_error(record, s),
     )
 
 
@@ -73,6 +120,7 @@ class SupervisorTicker:
         self.watcher = ConfigWatcher(self.record.config_dir) if self.record.config_dir else None
         self._context: zmq.Context | None = None
         self._publisher: Publisher | None = None
+        self.rates = RateTracker()
 
     def _publish(self, message: DAQJobMessage) -> None:
         if self._publisher is None:
@@ -98,8 +146,11 @@ class SupervisorTicker:
             self.watcher.resync(self.registry)
 
     def stats(self) -> None:
+        """Every job's stats on ``stats.combined.supervisor.<id>`` (handle_stats, healthcheck)."""
         sid = self.registry.keys.supervisor_id
-        combined = {sid: {r.unique_id: job_stats(r) for r in self.registry.all()}}
+        records = self.registry.all()
+        self.rates.forget({r.unique_id for r in records})
+        combined = {sid: {r.unique_id: job_stats(r, self.rates) for r in records}}
         self._publish(DAQJobMessageCombinedStats(stats=combined))
 
     def close(self) -> None:

@@ -172,12 +172,19 @@ class DAQJobStatsRecord(msgspec.Struct, kw_only=True):
 
 
 class DAQJobLatencyStats(msgspec.Struct, kw_only=True):
+    """Latency of received messages (creation to handling), over the last samples.
+
+    ``count`` is the number of samples the figures are taken from (the original
+    reported the cumulative message count). ``p50_ms`` is *new*.
+    """
+
     count: int = 0
     min_ms: float = 0.0
     max_ms: float = 0.0
     avg_ms: float = 0.0
     p95_ms: float = 0.0
     p99_ms: float = 0.0
+    p50_ms: float = 0.0
 
 
 class DAQJobResourceStats(msgspec.Struct, kw_only=True):
@@ -194,6 +201,24 @@ class DAQJobStats(msgspec.Struct, kw_only=True):
     latency_stats: DAQJobLatencyStats = msgspec.field(default_factory=DAQJobLatencyStats)
     resource_stats: DAQJobResourceStats = msgspec.field(default_factory=DAQJobResourceStats)
     is_alive: bool = True
+    # New (the original's fields above keep their names and meaning):
+    daq_job_type: str = ""
+    state: str = ""
+    """The job's state as ``enrgdaq status`` shows it (running, restart_scheduled, crashed, ...)."""
+    message_in_bytes: int = 0
+    message_out_bytes: int = 0
+    message_in_rate: float = 0.0
+    """Messages per second received, over the last stats interval."""
+    message_out_rate: float = 0.0
+    message_in_bytes_rate: float = 0.0
+    message_out_bytes_rate: float = 0.0
+    ring_occupancy: int = 0
+    """Payloads waiting in this producer's ring for its stores."""
+    ring_slots: int = 0
+    ring_blocked_ms: int = 0
+    """Time this producer has waited for a free ring slot (cumulative)."""
+    last_error: str = ""
+    """The last error of the job (why it crashed, why a store cannot write); no config text."""
 
 
 class DAQJobMessageStatsReport(InternalDAQJobMessage, kw_only=True):

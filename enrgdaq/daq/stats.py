@@ -36,18 +36,37 @@ class JobCounters:
         self.last_error: str | None = None  # the last write error, as status shows it
         self.last_in: float | None = None
         self.last_out: float | None = None
+        self.extra: dict[str, int] = {}
+        """A job's own counters (e.g. alerts delivered / failed), reported with the others."""
         self._latencies: list[float] = []
 
     def record_in(self, message: DAQJobMessage, size: int = 0) -> None:
         self.processed += 1
         self.processed_bytes += size
         self.last_in = time.time()
-        if message.timestamp is not None:
-            ms = (datetime.now() - message.timestamp).total_seconds() * 1000
-            samples = self._latencies
-            if len(samples) >= LATENCY_SAMPLES:
-                del samples[: LATENCY_SAMPLES // 2]
-            samples.append(ms)
+        self.record_latency(message)
+
+    def record_batch_in(self, messages: list[DAQJobMessage], size: int = 0) -> None:
+        """A batch taken at once (a store's ``handle_batch``): counts, bytes, last_in and latency."""
+        self.processed += len(messages)
+        self.processed_bytes += size
+        self.last_in = time.time()
+        for message in messages:
+            self.record_latency(message)
+
+    def record_latency(self, message: DAQJobMessage) -> None:
+        """One latency sample: now minus the message's creation time (same clock on one node)."""
+        if message.timestamp is None:
+            return
+        ms = (datetime.now() - message.timestamp).total_seconds() * 1000
+        samples = self._latencies
+        if len(samples) >= LATENCY_SAMPLES:
+            del samples[: LATENCY_SAMPLES // 2]
+        samples.append(ms)
+
+    def count(self, name: str, by: int = 1) -> None:
+        """Add to a job's own counter ``name`` (reported in the stats, see ``extra``)."""
+        self.extra[name] = self.extra.get(name, 0) + by
 
     def record_out(self, size: int) -> None:
         self.sent += 1
@@ -66,10 +85,20 @@ class JobCounters:
             avg_ms=sum(samples) / n,
             p95_ms=samples[min(n - 1, int(n * 0.95))],
             p99_ms=samples[min(n - 1, int(n * 0.99))],
+            p50_ms=samples[min(n - 1, int(n * 0.5))],
         )
 
     def snapshot(self) -> dict[str, Any]:
+        """Everything the lease keeper writes to the registry each second (``at``: when)."""
+        latency = self.latency()
         return {
+            **self.extra,
+            "at": time.time(),
+            "latency_count": latency.count,
+            "latency_p50_ms": latency.p50_ms,
+            "latency_p95_ms": latency.p95_ms,
+            "latency_p99_ms": latency.p99_ms,
+            "latency_max_ms": latency.max_ms,
             "processed": self.processed,
             "processed_bytes": self.processed_bytes,
             "sent": self.sent,
@@ -86,3 +115,45 @@ class JobCounters:
             "last_in": self.last_in,
             "last_out": self.last_out,
         }
+
+
+class RateTracker:
+    """Per-second rates of growing counters, from successive stats snapshots of each job.
+
+    A snapshot is stamped (``at``) when it is taken, so a rate is the change between two
+    snapshots divided by the time between them, whatever the reader's own pace; a reader that
+    sees the same snapshot twice keeps the last rate. It also notes when a counter last grew,
+    for jobs that do not stamp ``last_in``/``last_out`` themselves.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[float, float]] = {}
+        self._rates: dict[tuple[str, str], float] = {}
+        self.grew_at: dict[tuple[str, str], float] = {}
+
+    def rate(self, job: str, name: str, value: float, at: float | None) -> float:
+        key = (job, name)
+        now = at if at is not None else time.time()
+        previous = self._last.get(key)
+        if previous is None or value < previous[1]:  # first sight, or a restart reset the counter
+            self._last[key] = (now, value)
+            if value > 0:
+                self.grew_at.setdefault(key, now)
+            self._rates[key] = 0.0
+            return 0.0
+        seen_at, seen = previous
+        if now - seen_at <= 0:
+            return self._rates.get(key, 0.0)
+        if value > seen:
+            self.grew_at[key] = now
+        rate = (value - seen) / (now - seen_at)
+        self._last[key] = (now, value)
+        self._rates[key] = rate
+        return rate
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the state of jobs no longer in ``keep`` (removed jobs)."""
+        for key in [k for k in self._last if k[0] not in keep]:
+            self._last.pop(key, None)
+            self._rates.pop(key, None)
+            self.grew_at.pop(key, None)

@@ -73,3 +73,8 @@ class Topic:
     @staticmethod
     def traces_combined(supervisor_id: str) -> str:
         return f"traces.combined.supervisor.{supervisor_id}"
+
+    @staticmethod
+    def alert(supervisor_id: str) -> str:
+        """Alerts raised on a supervisor's node (*new*: the original gave alerts no topic)."""
+        return f"alert.supervisor.{supervisor_id}"

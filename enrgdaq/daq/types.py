@@ -36,9 +36,24 @@ BUILTIN_JOBS: dict[str, tuple[str, str | None]] = {
     "DAQJobStoreROOT": ("enrgdaq.daq.jobs.store.root:DAQJobStoreROOT", "root"),
     "DAQJobStoreRedis": ("enrgdaq.daq.jobs.store.redis:DAQJobStoreRedis", None),
     "DAQJobStoreMySQL": ("enrgdaq.daq.jobs.store.mysql:DAQJobStoreMySQL", "mysql"),
+    "DAQJobHandleStats": ("enrgdaq.daq.jobs.handle_stats:DAQJobHandleStats", None),
+    "DAQJobHandleAlerts": ("enrgdaq.daq.jobs.handle_alerts:DAQJobHandleAlerts", None),
+    "DAQJobHealthcheck": ("enrgdaq.daq.jobs.healthcheck:DAQJobHealthcheck", None),
+    "DAQJobAlertSlack": ("enrgdaq.daq.alert.alert_slack:DAQJobAlertSlack", None),
+    "DAQJobPCMetrics": ("enrgdaq.daq.jobs.pc_metrics:DAQJobPCMetrics", None),
+    "DAQJobServeHTTP": ("enrgdaq.daq.jobs.serve_http:DAQJobServeHTTP", None),
 }
 
-DEPRECATED_ALIASES = {"test": "DAQJobTest", "store_csv": "DAQJobStoreCSV", "store_root": "DAQJobStoreROOT"}
+DEPRECATED_ALIASES = {
+    "test": "DAQJobTest",
+    "store_csv": "DAQJobStoreCSV",
+    "store_root": "DAQJobStoreROOT",
+    "serve_http": "DAQJobServeHTTP",
+    "handle_stats": "DAQJobHandleStats",
+    "handle_alerts": "DAQJobHandleAlerts",
+    "alert_slack": "DAQJobAlertSlack",
+    "healthcheck": "DAQJobHealthcheck",
+}
 
 ENTRY_POINT_GROUP = "enrgdaq.jobs"
 
