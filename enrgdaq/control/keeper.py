@@ -2,7 +2,8 @@
 
 Every 200 ms it renews the lease; the renewal also says whether the run has
 been asked to stop (a person, a worker shutting down, a new config). Every
-second it writes the job's counters to the registry. If Redis cannot be
+second it writes the job's counters to the registry, with their per-second rates, and hands
+the rates to Flower (:mod:`enrgdaq.control.flower_progress`). If Redis cannot be
 reached for longer than the lease lasts, the run fences itself off (stops),
 because the supervisor will by then have declared it dead and may start
 another.
@@ -20,16 +21,26 @@ import psutil
 import redis
 
 from enrgdaq.constants import DAQ_JOB_STOP_GRACE_SECONDS
+from enrgdaq.control.flower_progress import FlowerProgress
 from enrgdaq.control.lifecycle import Outcome
 from enrgdaq.control.registry import LEASE_RENEW_INTERVAL_SECONDS, LEASE_TTL_MS, JobRegistry
 
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_SECONDS = 1.0
+RATES = {
+    "in_per_s": "processed",
+    "out_per_s": "sent",
+    "in_bytes_per_s": "processed_bytes",
+    "out_bytes_per_s": "sent_bytes",
+}
+"""Rates the keeper adds to the stats (name: the counter it is the per-second change of)."""
 
 
 class LeaseKeeper(threading.Thread):
-    def __init__(self, registry: JobRegistry, unique_id: str, task_id: str) -> None:
+    def __init__(
+        self, registry: JobRegistry, unique_id: str, task_id: str, progress: FlowerProgress | None = None
+    ) -> None:
         super().__init__(name=f"lease-{unique_id}", daemon=True)
         self.registry = registry
         self.unique_id = unique_id
@@ -41,6 +52,8 @@ class LeaseKeeper(threading.Thread):
         self._done = threading.Event()
         self._process = psutil.Process()
         self._process.cpu_percent(None)
+        self.progress = progress
+        self._previous: tuple[float, dict[str, float]] | None = None
 
     def run(self) -> None:
         last_ok = time.monotonic()
@@ -112,12 +125,25 @@ class LeaseKeeper(threading.Thread):
             stats["malformed"] = plane.malformed_count
             stats["message_lost"] = plane.lost_count
             stats["protocol_errors"] = plane.protocol_error_count
+        stats.update(self._rates(stats))
+        if self.progress is not None:
+            self.progress.update({name: stats[name] for name in RATES}, stats.get("last_error"))
         try:
             stats["cpu_percent"] = self._process.cpu_percent(None)
             stats["rss_mb"] = self._process.memory_info().rss / 1e6
             self.registry.set_stats(self.unique_id, stats)
         except (redis.RedisError, psutil.Error):
             logger.debug("[%s] could not write stats", self.unique_id, exc_info=True)
+
+    def _rates(self, stats: dict[str, Any]) -> dict[str, float]:
+        """Per-second change of the counters since the last stats (0 at the first)."""
+        now = time.monotonic()
+        counts = {name: float(stats.get(counter) or 0) for name, counter in RATES.items()}
+        previous, self._previous = self._previous, (now, counts)
+        if previous is None or now <= previous[0]:
+            return dict.fromkeys(RATES, 0.0)
+        elapsed = now - previous[0]
+        return {name: round(max(0.0, (counts[name] - previous[1][name]) / elapsed), 2) for name in RATES}
 
     def close(self) -> None:
         self._done.set()

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from typing import Any
 
 from enrgdaq import settings
 from enrgdaq.config.loader import load_job_text
+from enrgdaq.control import joblog
 from enrgdaq.control.connection import connect
+from enrgdaq.control.flower_progress import FlowerProgress
 from enrgdaq.control.keeper import LeaseKeeper
 from enrgdaq.control.lifecycle import Outcome
 from enrgdaq.control.node import SupervisorRecord, this_host
@@ -32,12 +35,29 @@ class JobRun:
         self.task_id = task_id
         self.registry = JobRegistry(connect(redis_url), supervisor_id)
 
-    def run(self) -> str:
+    def run(self, flower: tuple[Any, str | None] | None = None) -> str:
+        """Run the job with every log record of this process going to the job's log stream.
+
+        ``flower``: the Celery app and the worker's name, to send the job's progress to Flower
+        (:mod:`enrgdaq.control.flower_progress`); None sends none.
+        """
+        handler = joblog.install(self.registry.redis, self.supervisor_id, self.unique_id)
+        progress = None
+        if flower is not None:
+            progress = FlowerProgress(flower[0], self.task_id, flower[1], self.unique_id)
+        try:
+            return self._run(progress)
+        finally:
+            joblog.uninstall(handler)
+
+    def _run(self, progress: FlowerProgress | None) -> str:
         claim = self.registry.claim(self.unique_id, self.task_id, os.getpid(), this_host())
         if claim != "ok":
             logger.info("[%s] run %s not started: %s", self.unique_id, self.task_id, claim)
             return f"not started: {claim}"
-        keeper = LeaseKeeper(self.registry, self.unique_id, self.task_id)
+        keeper = LeaseKeeper(self.registry, self.unique_id, self.task_id, progress)
+        if progress is not None:
+            progress.start()
         keeper.start()
         outcome, error, backoff_max = Outcome.CRASHED, "", 60.0
         try:
@@ -48,12 +68,20 @@ class JobRun:
             # Running it again cannot help: crashed, with the error, until its file changes.
             outcome, error = Outcome.INVALID, str(exc)
             logger.error("[%s] not restarted, its configuration cannot work: %s", self.unique_id, exc)
+        except SystemExit as exc:
+            # A pool child ends on SIGTERM this way: a terminate (Flower, `celery control`), which
+            # the worker's revoke handler records as a person's stop, or the pool shutting down.
+            outcome, error = Outcome.STOPPED, f"ended by a signal (exit {exc.code}): terminated"
+            logger.warning("[%s] %s", self.unique_id, error)
+            raise
         except BaseException as exc:
             outcome, error = Outcome.CRASHED, "".join(traceback.format_exception(exc)).strip()
             logger.exception("[%s] crashed: %s", self.unique_id, exc)
             raise
         finally:
             keeper.close()
+            if progress is not None:
+                progress.close()
             keeper.write_stats()
             state = self.registry.end(self.unique_id, self.task_id, outcome, error, backoff_max=backoff_max)
             logger.info("[%s] run ended (%s) -> %s", self.unique_id, outcome.value, state)

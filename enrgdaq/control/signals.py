@@ -28,6 +28,30 @@ def connect_signals(app: Any) -> None:
     signals.task_revoked.connect(revoked_is_a_stop, weak=False)
     signals.heartbeat_sent.connect(refresh_running_jobs_in_flower, weak=False)
     signals.after_setup_logger.connect(quiet_ticks, weak=False)
+    signals.worker_ready.connect(log_node_to_redis, weak=False)
+    signals.worker_process_init.connect(log_node_to_redis, weak=False)
+
+
+def log_node_to_redis(**_: Any) -> None:
+    """The supervisor worker's processes (main and pool) log to the node's stream (``_node``).
+
+    Only the supervisor worker knows its supervisor id (its bootstep sets it in the
+    environment before the pool forks); job workers' records go to their jobs' streams
+    while a job runs (:mod:`enrgdaq.control.runner`).
+    """
+    import os
+
+    from enrgdaq.constants import SUPERVISOR_ID_ENV
+    from enrgdaq.control import joblog
+    from enrgdaq.control.keys import NODE_LOG
+
+    supervisor_id = os.environ.get(SUPERVISOR_ID_ENV)
+    if not supervisor_id or not _apps or joblog.installed(NODE_LOG) is not None:
+        return
+    try:
+        joblog.install(connect(_broker_url()), supervisor_id, NODE_LOG)
+    except Exception:
+        logger.debug("could not send this process's log to Redis", exc_info=True)
 
 
 def _broker_url() -> str:
@@ -36,9 +60,10 @@ def _broker_url() -> str:
 
 def _job_of(request: Any) -> tuple[str, str, str] | None:
     """(supervisor id, unique id, task id) of a run_daq_job request, else None."""
-    # request.name is the shadow name (DAQJobTest[uid]); the task object has the real one.
+    # request.name is the shadow name (DAQJobTest[uid]); the task object has the real one. A
+    # revoke hands the request's Context instead, whose ``task`` is the real name as text.
     task = getattr(request, "task", None)
-    name = getattr(task, "name", None) or getattr(request, "type", None)
+    name = task if isinstance(task, str) else getattr(task, "name", None) or getattr(request, "type", None)
     if name != RUN_TASK_NAME:
         return None
     args = list(getattr(request, "args", None) or [])

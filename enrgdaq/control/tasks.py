@@ -27,7 +27,8 @@ def register_tasks(app: Any) -> None:
         """Run one DAQ job until it stops; never returns while the job runs."""
         from enrgdaq.control.runner import JobRun
 
-        return JobRun(supervisor_id, unique_id, self.request.id, app.conf.broker_url).run()
+        run = JobRun(supervisor_id, unique_id, self.request.id, app.conf.broker_url)
+        return run.run(flower=(app, self.request.hostname))
 
     def tick(method: str) -> None:
         from enrgdaq.control.ticker import ticker_for_process

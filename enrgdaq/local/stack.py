@@ -2,8 +2,13 @@
 
 It starts the same commands that ``docker-compose.yml`` runs: Redis (a
 private one unless a URL is configured), the supervisor worker, beat, one
-worker per queue the configs use, and optionally Flower. On Ctrl-C it stops
-the jobs first (so that stores flush), then the processes, then Redis.
+worker per queue the configs use, the REST API and status page (``enrgdaq
+api``, on 127.0.0.1:8000 unless ``[cnc]`` says otherwise) and optionally
+Flower. On Ctrl-C it stops the jobs first (so that stores flush), then the
+processes, then Redis.
+
+The API starts with beat, once the jobs run (it is not needed for the first
+row on disk). If its port is taken, ``up`` says so and runs everything else.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass, field
 import redis
 
 from enrgdaq import settings
+from enrgdaq.api.server import port_free
+from enrgdaq.api.settings import ApiSettings, api_enabled, api_settings
 from enrgdaq.config.directory import problem_job_id, read_config_dir
 from enrgdaq.config.loader import JobSpec, load_supervisor_config
 from enrgdaq.constants import (
@@ -81,6 +88,16 @@ def beat_argv(loglevel: str = "WARNING") -> list[str]:
     return [sys.executable, "-m", "enrgdaq.local.launch", "beat", loglevel]
 
 
+def api_argv() -> list[str]:
+    """``enrgdaq api``: it reads the config directory and Redis from the environment ``up`` gives."""
+    return [sys.executable, "-m", "enrgdaq.cli.main", "api"]
+
+
+FLOWER_TASKS_COLUMNS = "name,uuid,state,result,started,worker,routing_key"
+"""Flower's tasks table with the ``result`` column, where a running job shows its rates and last
+error (:mod:`enrgdaq.control.flower_progress`); Flower's default has no such column."""
+
+
 @dataclass
 class UpOptions:
     config_dir: str
@@ -109,6 +126,8 @@ class Stack:
         self.redis_url = settings.configured_redis_url(self.config) or ""
         self._stop_requested = False
         self.lock: UpLock | None = None
+        self.api: ApiSettings | None = api_settings(self.config.cnc) if api_enabled(self.config.cnc) else None
+        self.api_url: str | None = None
 
     # -- planning ----------------------------------------------------------------
     def queues(self) -> dict[str, int]:
@@ -145,6 +164,31 @@ class Stack:
     def beat_process(self) -> ManagedProcess:
         return self._process("beat", beat_argv(), self.env())
 
+    def late_processes(self) -> list[ManagedProcess]:
+        """Beat, and the API unless it is off or its port was taken: started once the jobs run."""
+        procs = [self.beat_process()]
+        if self.api_url is not None:
+            procs.append(self._process("api", api_argv(), self.env()))
+        return procs
+
+    def check_api(self) -> None:
+        """Refuse to start an API that would listen beyond loopback without a token (before
+        anything starts; :class:`ConfigError`)."""
+        if self.api is not None:
+            self.api.check()
+
+    def _plan_api(self) -> None:
+        if self.api is None:
+            return
+        if port_free(self.api):
+            self.api_url = self.api.url()
+            return
+        self.say(
+            f"REST API: port {self.api.port} on {self.api.host} is taken by another program; the API "
+            "and status page are not started (everything else is). Choose another port with "
+            "[cnc] rest_api_port in supervisor.toml"
+        )
+
     def queue_processes(self) -> list[ManagedProcess]:
         """One worker per queue the jobs use, and Flower if asked for."""
         env = self.env()
@@ -156,7 +200,12 @@ class Stack:
             procs.append(
                 self._process(
                     "flower",
-                    celery_argv("flower", "--address=127.0.0.1", f"--port={self.options.flower_port}"),
+                    celery_argv(
+                        "flower",
+                        "--address=127.0.0.1",
+                        f"--port={self.options.flower_port}",
+                        f"--tasks_columns={FLOWER_TASKS_COLUMNS}",
+                    ),
                     env,
                 )
             )
@@ -201,6 +250,7 @@ class Stack:
             proc.start()
             self.processes.append(proc)
         flower_url = f"http://127.0.0.1:{self.options.flower_port}" if self.options.flower else None
+        self._plan_api()
         write_state(
             {
                 "pid": os.getpid(),
@@ -209,6 +259,7 @@ class Stack:
                 "supervisor_id": self.config.info.supervisor_id,
                 "session": self.session,
                 "flower_url": flower_url,
+                "api_url": self.api_url,
                 "started_at": time.time(),
             },
             self.options.base_dir,
@@ -226,6 +277,8 @@ class Stack:
         ]
         if flower_url:
             lines.insert(3, f"  flower: {flower_url}")
+        if self.api_url:
+            lines.insert(3, f"  api: {self.api_url} (REST API and status page)")
         return "\n".join(lines)
 
     def take_lock(self) -> None:
@@ -266,11 +319,11 @@ class Stack:
                 if self._stop_requested:
                     break  # not one more round (no beat started, no child restarted) before stopping
                 if beat_due and (time.monotonic() > beat_due or self._jobs_started()):
-                    # Nothing at start-up waits for beat: it starts once the jobs run, leaving the
-                    # two cores to the workers' start-up first.
-                    beat = self.beat_process()
-                    beat.start()
-                    self.processes.append(beat)
+                    # Nothing at start-up waits for beat or the API: they start once the jobs run,
+                    # leaving the two cores to the workers' start-up first.
+                    for late in self.late_processes():
+                        late.start()
+                        self.processes.append(late)
                     beat_due = 0.0
                 for proc in self.processes:
                     proc.check()

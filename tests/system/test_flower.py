@@ -1,0 +1,120 @@
+"""Flower as an operator uses it: live rates of every job, and Terminate as a stop that lasts.
+
+A real ``enrgdaq up --flower`` (Redis, supervisor, beat, workers, Flower behind basic auth),
+read through Flower's own HTTP API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from enrgdaq.local.redis_server import free_port
+from tests.harness.up import enrgdaq, start_up, stop_up, user_env
+from tests.harness.waiting import stays, wait_for
+
+pytestmark = pytest.mark.system
+
+AUTH = "operator:flower-test-secret"
+_RATE = re.compile(r"^out (?P<out>[\d.]+) msg/s .+ \| in (?P<in>[\d.]+) msg/s .+ \| last error: ")
+
+
+def flower(port: int, path: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method=method, data=b"" if method == "POST" else None
+    )
+    request.add_header("Authorization", "Basic " + base64.b64encode(AUTH.encode()).decode())
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read() or b"null")
+
+
+def job_tasks(port: int) -> dict[str, dict[str, Any]]:
+    """The running job tasks Flower knows, by name (``DAQJobTest[test_producer]``)."""
+    try:
+        tasks = flower(port, "/api/tasks").values()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return {}
+    return {str(t["name"]): t for t in tasks if t.get("state") == "STARTED"}
+
+
+def job_state(workdir: str, unique_id: str) -> str | None:
+    done = enrgdaq(workdir, "status", "--json")
+    if done.returncode != 0:
+        return None
+    return next((j["state"] for j in json.loads(done.stdout)["jobs"] if j["unique_id"] == unique_id), None)
+
+
+def test_flower_shows_live_rates_and_terminate_is_a_stop_that_is_never_undone(tmp_path) -> None:
+    workdir = str(tmp_path)
+    port = free_port()
+    env = {**user_env(), "FLOWER_BASIC_AUTH": AUTH}
+    up = start_up(workdir, "--flower", "--flower-port", str(port), "--quiet", env=env)
+    try:
+        # Live progress: the producer's task shows its rate out, the store's its rate in.
+        def rates() -> dict[str, re.Match[str]] | None:
+            tasks = job_tasks(port)
+            found = {n: _RATE.match(str(t.get("result") or "")) for n, t in tasks.items()}
+            producer, store = found.get("DAQJobTest[test_producer]"), found.get("DAQJobStoreCSV[store_csv]")
+            if producer and store and float(producer["out"]) > 0 and float(store["in"]) > 0:
+                return {"producer": producer, "store": store}
+            return None
+
+        seen = wait_for(rates, 40, "Flower to show both jobs with non-zero rates")
+        assert 5 <= float(seen["producer"]["out"]) <= 15, seen["producer"].string  # rate_hz = 10
+        assert seen["producer"].string.endswith("last error: none")
+
+        # About once a second: the task's event timestamp moves on.
+        stamps: set[float] = set()
+
+        def updated_three_times() -> bool:
+            stamps.add(float(job_tasks(port)["DAQJobTest[test_producer]"]["timestamp"]))
+            return len(stamps) >= 3
+
+        wait_for(updated_three_times, 4.5, "three progress updates", interval=0.2)
+
+        # Flower's Terminate (what its button posts) is a person's stop: stopped, never restarted.
+        producer_task = str(job_tasks(port)["DAQJobTest[test_producer]"]["uuid"])
+        flower(port, f"/api/task/revoke/{producer_task}?terminate=true", method="POST")
+        wait_for(lambda: job_state(workdir, "test_producer") == "stopped", 15, "the producer stopped")
+
+        # The same through `celery control terminate`, for the store.
+        store_task = str(job_tasks(port)["DAQJobStoreCSV[store_csv]"]["uuid"])
+        subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "enrgdaq", "control", "terminate", "SIGTERM", store_task],
+            cwd=workdir,
+            env={**env, "ENRGDAQ_REDIS_URL": redis_url(workdir)},
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        wait_for(lambda: job_state(workdir, "store_csv") == "stopped", 15, "the store stopped")
+
+        # Longer than the restart offset (2 s) and a reconcile pass or two: nothing comes back.
+        stays(
+            lambda: (
+                job_state(workdir, "test_producer") == "stopped"
+                and job_state(workdir, "store_csv") == "stopped"
+            ),
+            4.0,
+            "both jobs stopped",
+            interval=0.3,
+        )
+        assert enrgdaq(workdir, "start", "test_producer").returncode == 0
+        wait_for(lambda: job_state(workdir, "test_producer") == "running", 20, "the producer running again")
+    finally:
+        code = stop_up(up)
+    assert code == 0
+
+
+def redis_url(workdir: str) -> str:
+    with open(os.path.join(workdir, ".enrgdaq", "up.json")) as f:
+        return str(json.load(f)["redis_url"])
