@@ -103,6 +103,15 @@ class MessageRejectedError(MessageError):
     """Raised when a job is handed a message of a type it does not take."""
 
 
+class MessagePayloadError(MessageError):
+    """Raised when a message given as JSON (REST API, CLI) does not decode as its type, or names a
+    type the job does not take; ``field`` says where (``message_type``, ``payload.store_config``)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class DAQJobStopError(DAQError):
     """Raised inside a job to end its loop because a stop was requested (original name)."""
 

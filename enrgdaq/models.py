@@ -47,15 +47,28 @@ class SupervisorInfo(_Strict):
 
 
 class SupervisorCNCConfig(_Strict):
-    """Command-and-control settings of the original; accepted, not yet served."""
+    """Command-and-control settings (the original's names; docs/api.md).
+
+    The REST API and status page are served by ``enrgdaq up`` (``enrgdaq api``) on
+    ``rest_api_host:rest_api_port``, loopback by default.
+
+    Attributes beyond the original's:
+        rest_api_enabled: ``false`` turns the API off; unset or ``true``: served.
+        rest_api_token: bearer token the API asks for (required when it binds beyond
+            loopback); ``ENRGDAQ_API_TOKEN`` overrides it, and keeps it out of the file.
+        rest_api_cors_origins: origins (``https://ui.example.org``) allowed to call the API
+            from a browser; none by default (CORS off).
+    """
 
     verbosity: LogVerbosity = LogVerbosity.INFO
     is_server: bool = False
     server_host: str = "localhost"
     server_port: Port = 1638
-    rest_api_enabled: bool = False
+    rest_api_enabled: bool | None = None
     rest_api_host: str = "localhost"
     rest_api_port: Port = 8000
+    rest_api_token: str | None = None
+    rest_api_cors_origins: list[str] = []
 
 
 class SupervisorFederationConfig(_Strict):

@@ -31,6 +31,7 @@ def up(config_dir: str, flower: bool, flower_port: int, quiet: bool) -> None:
         )
     )
     stack.check_redis()
+    stack.check_api()
     try:
         stack.take_lock()
     except AlreadyRunningError as exc:

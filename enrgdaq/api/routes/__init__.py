@@ -1,0 +1,1 @@
+"""The API's endpoints, one module per resource: jobs, logs, system (status, nodes, templates)."""

@@ -1,0 +1,95 @@
+"""JSON schemas of every job config, store config and message type, for forms in a control UI
+(the original's ``/templates``). Schemas only: no value of any running job's config."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from enrgdaq.control.messages import sendable_types
+from enrgdaq.daq.store.models import DAQJobStoreConfig, DAQJobStoreConfigBase
+from enrgdaq.daq.types import registry as job_types
+from enrgdaq.errors import DAQError
+
+
+def _schema_hook(kind: type) -> dict[str, Any]:
+    if kind is pa.Table:
+        return {"type": "object", "description": "An Arrow table as {column: [values, ...]}"}
+    if isinstance(kind, type):
+        return {"type": "string", "description": f"a {kind.__name__}"}
+    raise NotImplementedError
+
+
+def _schema(kind: Any) -> dict[str, Any] | None:
+    try:
+        return msgspec.json.schema(kind, schema_hook=_schema_hook)
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+
+
+def _label(name: str, prefix: str) -> str:
+    """``DAQJobStoreCSV`` -> ``Store CSV``: the prefix dropped, words spaced."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.removeprefix(prefix)).strip()
+    return words or "Base Message"
+
+
+def _first_line(obj: Any) -> str:
+    return (inspect.getdoc(obj) or "").strip().splitlines()[0] if inspect.getdoc(obj) else ""
+
+
+def job_templates() -> list[dict[str, Any]]:
+    """One entry per job type this installation knows; one whose extra is missing says so."""
+    found = []
+    for name in job_types.names():
+        entry: dict[str, Any] = {"type_key": name, "label": _label(name, "DAQJob"), "description": ""}
+        try:
+            cls = job_types.get(name)
+        except DAQError as exc:
+            found.append({**entry, "schema": None, "available": False, "reason": str(exc)})
+            continue
+        schema = _schema(cls.config_type)
+        if schema is not None:
+            found.append({**entry, "description": _first_line(cls), "schema": schema})
+    return found
+
+
+def store_templates() -> list[dict[str, Any]]:
+    """One entry per kind of ``[store_config.<key>]`` a producer can name."""
+    found = []
+    for key, kind in _store_kinds().items():
+        found.append(
+            {
+                "type_key": key,
+                "label": _label(kind.__name__, "DAQJobStoreConfig") + " Store",
+                "description": _first_line(kind),
+                "schema": _schema(kind),
+            }
+        )
+    return found
+
+
+def _store_kinds() -> dict[str, type]:
+    kinds = {}
+    for field in msgspec.structs.fields(DAQJobStoreConfig):
+        options = [t for t in getattr(field.type, "__args__", ()) if isinstance(t, type)]
+        kind = next((t for t in options if issubclass(t, DAQJobStoreConfigBase)), None)
+        if kind is not None:
+            kinds[field.name] = kind
+    return kinds
+
+
+def message_templates() -> list[dict[str, Any]]:
+    """One entry per message type a person may send."""
+    return [
+        {
+            "type_key": name,
+            "label": _label(name, "DAQJobMessage"),
+            "description": _first_line(kind),
+            "schema": _schema(kind),
+        }
+        for name, kind in sendable_types().items()
+    ]
