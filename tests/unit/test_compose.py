@@ -174,7 +174,7 @@ def check_schema(doc: Doc) -> None:
 
 
 def check_services_exist(doc: Doc) -> None:
-    expected = {"redis", "supervisor", "beat", "flower", *WORKER_QUEUES}
+    expected = {"redis", "supervisor", "beat", "flower", "api", *WORKER_QUEUES}
     assert expected <= set(doc["services"]), expected - set(doc["services"])
     assert set(python_services(doc)) == expected - {"redis"}
 
@@ -198,7 +198,8 @@ def check_redis(doc: Doc) -> None:
 
 def check_celery_commands(doc: Doc) -> None:
     for name, svc in python_services(doc).items():
-        assert argv(svc)[:3] == CELERY, f"{name}: {svc.get('command')!r}"
+        if name != "api":  # `enrgdaq api`: check_api
+            assert argv(svc)[:3] == CELERY, f"{name}: {svc.get('command')!r}"
     assert argv(doc["services"]["beat"])[3] == "beat"
     assert argv(doc["services"]["flower"])[3] == "flower"
 
@@ -287,6 +288,20 @@ def check_flower(doc: Doc) -> None:
     assert re.fullmatch(r"\$\{FLOWER_BASIC_AUTH:\?[^}]*\}", auth), f"FLOWER_BASIC_AUTH={auth!r}"
 
 
+def check_api(doc: Doc) -> None:
+    """The REST API: the same `enrgdaq api` as `enrgdaq up` runs, published on loopback only,
+    its token required from the environment, on the supervisor's run dir and writable configs."""
+    api = doc["services"]["api"]
+    assert argv(api)[:2] == ["enrgdaq", "api"], api.get("command")
+    assert option(argv(api), "--port") == "8000"
+    assert published(api) == [("127.0.0.1", "8000", "8000")], api.get("ports")
+    token = environment(api).get("ENRGDAQ_API_TOKEN", "")
+    assert re.fullmatch(r"\$\{ENRGDAQ_API_TOKEN:\?[^}]*\}", token), f"ENRGDAQ_API_TOKEN={token!r}"
+    supervisor_shm = mounts(doc["services"]["supervisor"])[RUN_DIR][0]
+    assert mounts(api).get(RUN_DIR, ("", False))[0] == supervisor_shm, "api does not reach the proxy"
+    assert mounts(api).get(environment(api)["ENRGDAQ_CONFIG_DIR"]) == ("./configs", False)
+
+
 def check_nothing_public(doc: Doc) -> None:
     for name, svc in doc["services"].items():
         for host_ip, host_port, target in published(svc):
@@ -307,6 +322,7 @@ COMPOSE_CHECKS: list[Callable[[Doc], None]] = [
     check_depends_on_redis,
     check_shutdown,
     check_flower,
+    check_api,
     check_nothing_public,
 ]
 
@@ -448,6 +464,10 @@ MUTATIONS: list[tuple[str, Callable[[Doc], None], Callable[[Doc], None]]] = [
     ("flower on every interface", _set("flower", "ports", ["5555:5555"]), check_flower),
     ("flower password in the file", _env("flower", "FLOWER_BASIC_AUTH", "admin:admin"), check_flower),
     ("flower without auth", _env("flower", "FLOWER_BASIC_AUTH", None), check_flower),
+    ("api on every interface", _set("api", "ports", ["8000:8000"]), check_api),
+    ("api token in the file", _env("api", "ENRGDAQ_API_TOKEN", "not-a-secret-anymore"), check_api),
+    ("api without its token", _env("api", "ENRGDAQ_API_TOKEN", None), check_api),
+    ("api without the run dir", _drop_volume("api", RUN_DIR), check_api),
     (
         "redis published by another service",
         _set("beat", "ports", ["127.0.0.1:6379:6379"]),
