@@ -11,6 +11,7 @@ import csv
 import glob
 import json
 import os
+import pathlib
 import shutil
 import signal
 import uuid
@@ -76,7 +77,7 @@ def make_configs(workdir: str, webhook_url: str) -> None:
     )
 
 
-def test_a_killed_producer_raises_alerts_that_reach_slack_and_the_alerts_csv(tmp_path) -> None:
+def test_a_killed_producer_raises_alerts_that_reach_slack_and_the_alerts_csv(tmp_path: pathlib.Path) -> None:
     workdir = str(tmp_path)
     with WebhookServer(failures=2) as hook:
         make_configs(workdir, hook.url)
@@ -103,7 +104,8 @@ def test_a_killed_producer_raises_alerts_that_reach_slack_and_the_alerts_csv(tmp
                 30,
                 "stats rows of both producers",
             )
-            pid = int(jobs["producer_a"]["pid"])  # type: ignore[arg-type]
+            assert jobs
+            pid = int(str(jobs["producer_a"]["pid"]))
             os.kill(pid, signal.SIGKILL)
 
             def delivered(*texts: str) -> bool:

@@ -66,8 +66,7 @@ class ConfinedHandler(SimpleHTTPRequestHandler):
         raw = urllib.parse.unquote(parts.path)
         if "\x00" in raw or any(seg == ".." for seg in raw.replace("\\", "/").split("/")):
             return False
-        rewritten = substitute_dates(parts.path)
-        self.path = urllib.parse.urlunsplit(("", "", rewritten, "", ""))
+        self.path = urllib.parse.quote(substitute_dates(raw))
         root = os.path.realpath(self.directory)
         target = os.path.realpath(self.translate_path(self.path))
         return target == root or target.startswith(root + os.sep)
