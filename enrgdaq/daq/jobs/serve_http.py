@@ -86,7 +86,18 @@ class DAQJobServeHTTP(DAQJob):
         cfg = self.config
         token = self._token()
         check = None if token is None else (lambda given: hmac.compare_digest(given.encode(), token.encode()))
-        self._server = FileServer(cfg.host, cfg.port, os.path.abspath(cfg.serve_path), check)
+        try:
+            self._server = FileServer(cfg.host, cfg.port, os.path.abspath(cfg.serve_path), check)
+        except OSError as exc:
+            # Restarted with backoff (the port may come free); the line says what to change.
+            self._logger.error(
+                "cannot listen on %s:%d (%s): another program has the port (the REST API takes "
+                "127.0.0.1:8000 by default); change port in this job's file or cnc.rest_api_port",
+                cfg.host,
+                cfg.port,
+                exc.strerror or exc,
+            )
+            raise
         thread = threading.Thread(
             target=self._server.serve_forever, name=f"http-{self.unique_id}", daemon=True
         )
