@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from typing import Any
@@ -43,8 +44,13 @@ def _first_line(obj: Any) -> str:
 
 def job_templates() -> list[dict[str, Any]]:
     """One entry per job type this installation knows; one whose extra is missing says so."""
+    return _job_templates(tuple(job_types.names()))
+
+
+@functools.cache
+def _job_templates(names: tuple[str, ...]) -> list[dict[str, Any]]:
     found = []
-    for name in job_types.names():
+    for name in names:
         entry: dict[str, Any] = {"type_key": name, "label": _label(name, "DAQJob"), "description": ""}
         try:
             cls = job_types.get(name)
@@ -57,6 +63,7 @@ def job_templates() -> list[dict[str, Any]]:
     return found
 
 
+@functools.cache
 def store_templates() -> list[dict[str, Any]]:
     """One entry per kind of ``[store_config.<key>]`` a producer can name."""
     found = []
@@ -84,6 +91,11 @@ def _store_kinds() -> dict[str, type]:
 
 def message_templates() -> list[dict[str, Any]]:
     """One entry per message type a person may send."""
+    return _message_templates(tuple(sendable_types()))
+
+
+@functools.cache
+def _message_templates(_names: tuple[str, ...]) -> list[dict[str, Any]]:
     return [
         {
             "type_key": name,

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from enrgdaq.config.decode import parse_toml
 from enrgdaq.config.loader import load_job_text
 from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.masking import mask_text, mask_value
@@ -100,7 +101,7 @@ class Operator:
         (``name``: the job's ``daq_job_unique_id``, else the ``name`` given) and wait until the
         supervisor has registered it. A duplicate id or file is a :class:`JobConflictError`."""
         config_dir = self._config_dir()
-        stem = name or _declared_id(toml_text)
+        stem = name or _declared_id(toml_text, os.path.join(config_dir, "(new job).toml"))
         if not stem:
             raise ConfigError(
                 "the job has no daq_job_unique_id: add one to the TOML or give a name",
@@ -237,11 +238,9 @@ class Operator:
             logger.warning("not %s after %.0f s: %s", what, self.wait_seconds, ", ".join(pending))
 
 
-def _declared_id(toml_text: str) -> str | None:
-    try:
-        value = tomllib.loads(toml_text).get("daq_job_unique_id")
-    except tomllib.TOMLDecodeError:
-        return None  # the loader reports the syntax error with its line
+def _declared_id(toml_text: str, file: str) -> str | None:
+    """The TOML's ``daq_job_unique_id``; a syntax error is a ConfigError with its line."""
+    value = parse_toml(toml_text, file).get("daq_job_unique_id")
     return value if isinstance(value, str) and value else None
 
 

@@ -6,7 +6,8 @@
 
 const POLL_MS = 1000;
 const HISTORY = 120; // points per plot: two minutes at one poll a second
-const last = new Map(); // unique_id -> {t, in, out}
+const RATE_WINDOW_MS = 5000;
+const last = new Map(); // unique_id -> [{t, in, out}] of the last RATE_WINDOW_MS
 const history = new Map(); // unique_id -> [{in, out}]
 
 function token() {
@@ -29,15 +30,19 @@ async function fetchStatus() {
 }
 
 function rates(job, now) {
-  const prev = last.get(job.unique_id);
-  last.set(job.unique_id, { t: now, in: job.messages_in, out: job.messages_out });
-  if (!prev || now <= prev.t) return null;
-  const dt = (now - prev.t) / 1000;
-  // A restart resets the counters: never a negative rate.
-  return {
-    in: Math.max(0, (job.messages_in - prev.in) / dt),
-    out: Math.max(0, (job.messages_out - prev.out) / dt),
-  };
+  // Over the last few seconds, not between two polls: the counters move once a second (the
+  // stats tick), so two polls a second apart would alternate between 0 and double the rate.
+  const samples = (last.get(job.unique_id) || []).filter((s) => now - s.t <= RATE_WINDOW_MS);
+  const first = samples[0];
+  samples.push({ t: now, in: job.messages_in, out: job.messages_out });
+  last.set(job.unique_id, samples);
+  if (!first || now - first.t < 1500) return null;
+  if (job.messages_in < first.in || job.messages_out < first.out) {
+    last.set(job.unique_id, [samples[samples.length - 1]]); // a restart reset the counters
+    return { in: 0, out: 0 };
+  }
+  const dt = (now - first.t) / 1000;
+  return { in: (job.messages_in - first.in) / dt, out: (job.messages_out - first.out) / dt };
 }
 
 function ago(iso) {
