@@ -11,10 +11,12 @@ import redis
 from enrgdaq.cli.api import api
 from enrgdaq.cli.bench import bench
 from enrgdaq.cli.check import check
-from enrgdaq.cli.jobs import start, stop
+from enrgdaq.cli.joblist import jobs
+from enrgdaq.cli.jobs import restart, start, stop
+from enrgdaq.cli.logs import logs
 from enrgdaq.cli.status import status
 from enrgdaq.cli.up import up
-from enrgdaq.errors import ControlPlaneError, DAQError
+from enrgdaq.errors import ControlPlaneError, DAQError, JobConflictError, JobNotFoundError
 
 EXIT_PROBLEM = 1
 """A config problem, a job that does not exist, an error the user can fix in what they typed."""
@@ -22,6 +24,8 @@ EXIT_USAGE = 2
 """Click's code for a wrong command line."""
 EXIT_NO_SYSTEM = 3
 """Redis or the supervisor is not where the command looked for it."""
+EXIT_REFUSED = 4
+"""Refused: another ``enrgdaq up`` runs there, or the job's state or an existing id forbids it."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,8 +37,11 @@ def cli() -> None:
 cli.add_command(up)
 cli.add_command(status)
 cli.add_command(check)
+cli.add_command(jobs)
 cli.add_command(stop)
 cli.add_command(start)
+cli.add_command(restart)
+cli.add_command(logs)
 cli.add_command(bench)
 cli.add_command(api)
 
@@ -63,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         return 130
+    except JobNotFoundError as exc:
+        return fail(one_line(exc), EXIT_PROBLEM)  # a job id that was mistyped: not a missing system
+    except JobConflictError as exc:
+        return fail(one_line(exc), EXIT_REFUSED)
     except ControlPlaneError as exc:
         return fail(one_line(exc), EXIT_NO_SYSTEM)
     except DAQError as exc:

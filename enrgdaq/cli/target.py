@@ -7,6 +7,7 @@ import redis
 
 from enrgdaq.control.connection import connect, redact
 from enrgdaq.control.node import SupervisorRecord
+from enrgdaq.control.operations import Operator
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.errors import SupervisorNotFoundError
 from enrgdaq.local.state_file import read_state
@@ -36,6 +37,12 @@ def find_registry(redis_url: str | None, supervisor_id: str | None) -> tuple[Job
             )
         record = records[0]
     return JobRegistry(client, record.supervisor_id), record
+
+
+def find_operator(redis_url: str | None, supervisor_id: str | None, actor: str) -> Operator:
+    """The operator surface (the REST API's too) for the system these flags or ``up`` name."""
+    registry, record = find_registry(redis_url, supervisor_id)
+    return Operator(registry.redis, record.supervisor_id, actor=actor)
 
 
 redis_option = click.option(

@@ -48,6 +48,9 @@ class SupervisorStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         if self.supervisor is not None:
+            from enrgdaq.control.signals import log_node_to_redis
+
+            log_node_to_redis()  # before init: its dispatches belong in the node's log
             self.supervisor.init()
 
     def stop(self, worker: Any) -> None:
