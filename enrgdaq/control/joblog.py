@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from typing import Any
@@ -25,8 +24,8 @@ from typing import Any
 import msgspec
 import redis
 
-from enrgdaq.control.connection import redact
 from enrgdaq.control.keys import Keys
+from enrgdaq.control.masking import mask_text
 
 STREAM_MAXLEN = 5000
 """Lines kept per source (approximately: Redis trims whole stream nodes)."""
@@ -37,32 +36,7 @@ RETRY_SECONDS = 1.0
 FOLLOW_BLOCK_MAX_MS = 4000
 """A follow() blocks at most this long: the control plane's clients time out after 5 s."""
 
-_URL = re.compile(r"\b[a-zA-Z][\w+.-]*://[^\s'\"<>]+")
-_SECRET_PATH = re.compile(r"(?i)/[^\s'\"<>]*(?:hook|token|secret|key)[^\s'\"<>]*")
-_KEY_VALUE = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|token|api_key|apikey|webhook_url|webhook|access_key)"
-    r"(\s*[=:]\s*)(['\"]?)[^\s'\",;&)]+"
-)
 _FORMATTER = logging.Formatter()
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
-
-
-def _mask_url(match: re.Match[str]) -> str:
-    url = redact(match.group(0))
-    scheme_host, sep, rest = url.partition("://")
-    host, slash, path = rest.partition("/")
-    if slash and _SECRET_PATH.search("/" + path):
-        # A webhook URL is its own secret (https://hooks.slack.com/services/T0/B0/xyz).
-        return f"{scheme_host}{sep}{host}/***"
-    return url
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with URL credentials, webhook/token URLs, ``password=...``-like pairs and bearer
-    tokens replaced by ``***``: what may be written to a log stream that operators read."""
-    text = _URL.sub(_mask_url, text)
-    text = _KEY_VALUE.sub(r"\1\2\3***", text)
-    return _BEARER.sub(r"\1 ***", text)
 
 
 class LogLine(msgspec.Struct):
@@ -171,7 +145,7 @@ class RedisLogHandler(logging.Handler):
                     "time": repr(record.created),
                     "level": record.levelname,
                     "logger": record.name,
-                    "message": mask_secrets(message),
+                    "message": mask_text(message),
                 }
             )
         except queue.Full:
