@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import click
 import redis
 
-from enrgdaq.cli.api import api
-from enrgdaq.cli.bench import bench
-from enrgdaq.cli.check import check
-from enrgdaq.cli.joblist import jobs
-from enrgdaq.cli.jobs import restart, start, stop
-from enrgdaq.cli.logs import logs
-from enrgdaq.cli.status import status
-from enrgdaq.cli.up import up
 from enrgdaq.errors import ControlPlaneError, DAQError, JobConflictError, JobNotFoundError
 
 EXIT_PROBLEM = 1
@@ -28,22 +21,40 @@ EXIT_REFUSED = 4
 """Refused: another ``enrgdaq up`` runs there, or the job's state or an existing id forbids it."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+COMMANDS = {
+    "up": "enrgdaq.cli.up:up",
+    "status": "enrgdaq.cli.status:status",
+    "jobs": "enrgdaq.cli.joblist:jobs",
+    "start": "enrgdaq.cli.jobs:start",
+    "stop": "enrgdaq.cli.jobs:stop",
+    "restart": "enrgdaq.cli.jobs:restart",
+    "logs": "enrgdaq.cli.logs:logs",
+    "check": "enrgdaq.cli.check:check",
+    "bench": "enrgdaq.cli.bench:bench",
+    "api": "enrgdaq.cli.api:api",
+}
+"""Each command's module is imported only when it runs: ``enrgdaq stop`` does not pay for the
+web server's imports (a second), and a script's stop reaches the job sooner."""
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="enrgdaq")
 def cli() -> None:
     """ENRGDAQ: data acquisition with DAQ jobs as long-running Celery tasks."""
-
-
-cli.add_command(up)
-cli.add_command(status)
-cli.add_command(check)
-cli.add_command(jobs)
-cli.add_command(stop)
-cli.add_command(start)
-cli.add_command(restart)
-cli.add_command(logs)
-cli.add_command(bench)
-cli.add_command(api)
 
 
 def one_line(exc: BaseException) -> str:
