@@ -121,6 +121,12 @@ class Operator:
         _write_new_file(path, toml_text)
         logger.info("[%s] written to %s by %s", spec.unique_id, path, self.actor)
         self._wait(spec.unique_id, lambda r: r is not None and not r.removed, "registered")
+        registered = self.registry.get(spec.unique_id)
+        if registered is None or registered.removed:
+            raise ControlPlaneError(
+                f"{path} is written, but the supervisor has not registered it within "
+                f"{self.wait_seconds:.0f} s: is it running? (`enrgdaq status`)"
+            )
         self._wait_started([spec.unique_id])
         return self.job(spec.unique_id)
 

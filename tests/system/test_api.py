@@ -342,7 +342,9 @@ def test_logs_of_a_job_and_of_the_node_and_a_live_stream(running: Running) -> No
     with running.http.stream("GET", "/api/jobs/test_producer/logs/stream", params={"lines": 1}) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         restarted = False
+        deadline = time.monotonic() + 20
         for raw in stream.iter_lines():
+            assert time.monotonic() < deadline, f"no new run's line in the stream within 20 s: {seen}"
             if raw.startswith("data: "):
                 seen.append(json.loads(raw[len("data: ") :]))
                 if not restarted:
