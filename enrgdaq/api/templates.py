@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from enrgdaq.control.masking import MASK, SECRET_KEY
 from enrgdaq.control.messages import sendable_types
 from enrgdaq.daq.store.models import DAQJobStoreConfig, DAQJobStoreConfigBase
 from enrgdaq.daq.types import registry as job_types
@@ -27,9 +28,23 @@ def _schema_hook(kind: type) -> dict[str, Any]:
 
 def _schema(kind: Any) -> dict[str, Any] | None:
     try:
-        return msgspec.json.schema(kind, schema_hook=_schema_hook)
+        return _no_secret_defaults(msgspec.json.schema(kind, schema_hook=_schema_hook))
     except (TypeError, ValueError, NotImplementedError):
         return None
+
+
+def _no_secret_defaults(schema: Any) -> Any:
+    """A class may default a secret field to a value; a template shows ``***`` instead."""
+    if isinstance(schema, dict):
+        for name, field in (schema.get("properties") or {}).items():
+            if SECRET_KEY.search(name) and isinstance(field, dict) and field.get("default") not in (None, ""):
+                field["default"] = MASK
+        for value in schema.values():
+            _no_secret_defaults(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _no_secret_defaults(value)
+    return schema
 
 
 def _label(name: str, prefix: str) -> str:
