@@ -36,12 +36,16 @@ def human_rate(value: float, unit: str) -> str:
 
 
 def progress_text(rates: dict[str, float], last_error: str | None) -> str:
-    """One line for Flower's ``result``: what goes out, what comes in, the last error."""
-    parts = [
-        f"out {rates.get('out_per_s', 0.0):.1f} msg/s {human_rate(rates.get('out_bytes_per_s', 0.0), 'B/s')}",
-        f"in {rates.get('in_per_s', 0.0):.1f} msg/s {human_rate(rates.get('in_bytes_per_s', 0.0), 'B/s')}",
-        f"last error: {last_error.strip().splitlines()[-1][:200] if last_error else 'none'}",
-    ]
+    """One short line for Flower's ``result``: what goes out and what comes in (a producer shows
+    only ``out``, a store only ``in``), and the last error if there is one."""
+    out_rate, in_rate = rates.get("out_per_s", 0.0), rates.get("in_per_s", 0.0)
+    parts = []
+    if out_rate > 0 or in_rate <= 0:
+        parts.append(f"out {out_rate:.1f} msg/s, {human_rate(rates.get('out_bytes_per_s', 0.0), 'B/s')}")
+    if in_rate > 0:
+        parts.append(f"in {in_rate:.1f} msg/s, {human_rate(rates.get('in_bytes_per_s', 0.0), 'B/s')}")
+    if last_error and last_error.strip():
+        parts.append(f"last error: {last_error.strip().splitlines()[-1][:200]}")
     return " | ".join(parts)
 
 

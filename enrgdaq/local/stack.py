@@ -93,9 +93,10 @@ def api_argv() -> list[str]:
     return [sys.executable, "-m", "enrgdaq.cli.main", "api"]
 
 
-FLOWER_TASKS_COLUMNS = "name,uuid,state,result,started,worker,routing_key"
+FLOWER_TASKS_COLUMNS = "name,uuid,state,result,exception,started,worker"
 """Flower's tasks table with the ``result`` column, where a running job shows its rates and last
-error (:mod:`enrgdaq.control.flower_progress`); Flower's default has no such column."""
+error (:mod:`enrgdaq.control.flower_progress`), and ``exception``, why a run crashed; Flower's
+default shows neither."""
 
 
 @dataclass
