@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -149,3 +150,23 @@ def test_secret_keys_of_a_config_are_masked_whatever_they_hold() -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         ApiSettings().port = 1  # type: ignore[misc]
+
+
+def test_enrgdaq_up_refuses_an_api_beyond_loopback_without_a_token_before_starting_anything(tmp_path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "supervisor.toml").write_text(
+        f'[info]\nsupervisor_id = "exposed-{os.getpid()}"\n[cnc]\nrest_api_host = "0.0.0.0"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "enrgdaq.cli.main", "up", "configs"],
+        cwd=tmp_path,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ENRGDAQ_API_TOKEN" in done.stderr and "Traceback" not in done.stderr
+    assert "ENRGDAQ up:" not in done.stdout  # nothing was started
+    assert not (tmp_path / ".enrgdaq" / "up.json").exists()
