@@ -13,7 +13,7 @@ from enrgdaq.data.slot import LENGTHS, SlotLayout, align
 from enrgdaq.errors import MessageError
 
 PLAN_CACHE_SIZE = 64
-_BAD_SLOT = (
+BAD_SLOT = (
     msgspec.DecodeError,
     struct.error,
     UnicodeDecodeError,
@@ -22,6 +22,7 @@ _BAD_SLOT = (
     IndexError,
     KeyError,
     pa.ArrowException,
+    OSError,  # pyarrow's "Invalid flatbuffers message" (a slot in memory: never a real I/O error)
 )
 """What reading a slot someone wrote badly (or forged) can raise: each becomes a MessageError."""
 
@@ -29,10 +30,12 @@ _BAD_SLOT = (
 class _Plan:
     """What the consumer needs to rebuild messages of one layout, worked out once."""
 
-    __slots__ = ("batch", "columns", "ipc", "join", "raw", "rows", "schema")
+    __slots__ = ("batch", "columns", "ipc", "join", "raw", "rows", "schema", "shape", "type_name")
 
     def __init__(self, layout: SlotLayout, codec: SlotCodec) -> None:
+        self.type_name = layout.type_name
         self.join: Join = codec.joiner(layout.type_name)
+        self.shape: Any = None  # where a record batch's columns sit (enrgdaq.data.runs.RunShape), once known
         self.rows = layout.num_rows
         self.ipc = layout.ipc
         self.batch = layout.batch
@@ -60,6 +63,13 @@ class SlotDecoder:
         self._codec = codec or default_codec()
         self._layout = msgspec.msgpack.Decoder(SlotLayout)
         self._plans: dict[bytes, _Plan] = {}
+
+    def plan(self, raw: bytes) -> _Plan:
+        """The plan of a slot layout (its msgpack bytes); raises MessageError for a bad one."""
+        try:
+            return self._plan(raw)
+        except BAD_SLOT as exc:
+            raise MessageError(f"corrupt ring slot: {exc}") from exc
 
     def _plan(self, raw: bytes) -> _Plan:
         plan = self._plans.get(raw)
@@ -91,7 +101,7 @@ class SlotDecoder:
             return plan.join(slot[head : head + header_len], payload, None if copy else guard)
         except MessageError:
             raise
-        except _BAD_SLOT as exc:
+        except BAD_SLOT as exc:
             raise MessageError(f"corrupt ring slot: {exc}") from exc
 
     @staticmethod

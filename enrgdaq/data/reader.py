@@ -21,9 +21,11 @@ import pyarrow as pa
 
 from enrgdaq.data import layout as L
 from enrgdaq.data.codec import SlotCodec
-from enrgdaq.data.decoder import SlotDecoder
+from enrgdaq.data.decoder import BAD_SLOT, SlotDecoder
 from enrgdaq.data.ring import Ring, fence
+from enrgdaq.data.runs import RunShape, SlotRun
 from enrgdaq.data.settings import RING_PREFIX, ring_file
+from enrgdaq.data.slot import LENGTHS, align
 from enrgdaq.errors import DAQError, MessageError
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,29 @@ class RingTracker:
             if seq < self._next_release:
                 return
             self._released.add(seq)
+            advanced = False
+            while self._next_release in self._released:
+                self._released.discard(self._next_release)
+                self._next_release += 1
+                advanced = True
+            if advanced:
+                self.ring.set_cursor(self.index, self._next_release)
+
+    def release_range(self, first: int, last: int, count: int) -> None:
+        """A run's guard died: ``count`` slots, ``first`` to ``last``, given back at once (``last``
+        below 0: none given back, see ``keep_in_ring``)."""
+        with self._lock:
+            self.outstanding -= count
+            if self.outstanding <= 0 and self._close_when_free:
+                self._close_now()
+                return
+            if last < self._next_release:
+                return
+            if first == self._next_release and not self._released:  # in order: the usual case
+                self._next_release = last + 1
+                self.ring.set_cursor(self.index, last + 1)
+                return
+            self._released.update(range(max(first, self._next_release), last + 1))
             advanced = False
             while self._next_release in self._released:
                 self._released.discard(self._next_release)
@@ -239,16 +264,20 @@ class RingReader:
         tracker = self.trackers[name] = RingTracker(ring, index)
         return tracker
 
-    def drain(self, name: str | None = None, limit: int = 1_000_000) -> list[Any]:
-        """Messages waiting in one ring (or in all), in order; each holds its slot until it is freed."""
+    def drain(self, name: str | None = None, limit: int = 1_000_000, runs: bool = False) -> list[Any]:
+        """Messages waiting in one ring (or in all), in order; each holds its slot until it is freed.
+
+        ``runs``: payloads that follow each other with one record-batch layout come as one
+        :class:`~enrgdaq.data.runs.SlotRun` each instead (see :mod:`enrgdaq.data.runs`).
+        """
         out: list[Any] = []
         trackers = [self.track(name)] if name is not None else list(self.trackers.values())
         for tracker in trackers:
             if tracker is not None:
-                self._drain_one(tracker, out, limit)
+                self._drain_one(tracker, out, limit, runs)
         return out
 
-    def _drain_one(self, tracker: RingTracker, out: list[Any], limit: int) -> None:
+    def _drain_one(self, tracker: RingTracker, out: list[Any], limit: int, runs: bool = False) -> None:
         ring = tracker.ring
         index = tracker.index
         if ring.state(index) != L.ACTIVE:
@@ -269,6 +298,11 @@ class RingReader:
         with tracker._lock:
             tracker.outstanding += end - seq  # one guard per slot; a slot read as lost gives its back
         unguarded = 0
+        runs = runs and not copying
+        run: SlotRun | None = None  # the run being built, and what each of its slots must match:
+        next_slot = layout_len = nbytes_run = area_off = meta_off = meta_len = -1
+        layout, meta = b"", b""
+        unpack, mm = LENGTHS.unpack_from, ring.mm
         while seq < end:
             slot = seq % count
             row = table + slot * L.SLOT_WORDS
@@ -277,10 +311,42 @@ class RingReader:
                 self.lost += 1  # reused before it was read: only after an eviction
                 unguarded += 1
                 seq += 1
+                run = None
                 continue
             committed_ns = words[row + L.S_COMMIT_NS]
-            guard = SlotGuard(tracker, seq, committed_ns)
             start = data + slot * size
+            if runs:
+                lengths = unpack(mm, start)
+                head = start + 8 + lengths[0]
+                if not (
+                    run is not None
+                    and slot == next_slot
+                    and nbytes == nbytes_run
+                    and lengths[0] == layout_len
+                    and align(8 + lengths[0] + lengths[1]) == area_off
+                    and mm[start + 8 : head] == layout
+                    and mm[start + meta_off : start + meta_off + meta_len] == meta
+                ):
+                    run = self._start_run(tracker, view, start, nbytes, size, seq, committed_ns)
+                    if run is not None:
+                        layout_len, nbytes_run = lengths[0], nbytes
+                        area_off, layout = align(8 + lengths[0] + lengths[1]), mm[start + 8 : head]
+                        meta_off, meta = run._meta_at, run._shape.meta
+                        meta_len = len(meta)
+                if run is not None:
+                    if words[row + L.S_SEQ] != seq:  # overwritten while it was read (only after an eviction)
+                        self.lost += 1
+                        if run.first_seq != seq:
+                            unguarded += 1  # (a run that starts here gives its one slot back as it goes)
+                        run = None
+                    elif run.first_seq == seq:
+                        out.append(run)
+                    else:
+                        run._add(committed_ns, (head, lengths[1]))
+                    next_slot = slot + 1
+                    seq += 1
+                    continue
+            guard = SlotGuard(tracker, seq, committed_ns)
             try:
                 message = decode(view[start : start + nbytes], address + start, guard, copying)
             except MessageError as exc:
@@ -305,6 +371,45 @@ class RingReader:
                 tracker.outstanding -= unguarded
         tracker.read_pos = seq
         ring.heartbeat(index)
+
+    def _start_run(
+        self,
+        tracker: RingTracker,
+        view: memoryview,
+        start: int,
+        nbytes: int,
+        size: int,
+        seq: int,
+        committed_ns: int,
+    ) -> SlotRun | None:
+        """A run that starts with the slot at ``start``; None if that slot is not a record batch
+        (or does not look like a sound one: it is then decoded alone, which says why)."""
+        layout_len, header_len = LENGTHS.unpack_from(view, start)
+        head = start + 8 + layout_len
+        try:
+            plan = self.decoder.plan(bytes(view[start + 8 : head]))
+        except MessageError:
+            return None
+        if plan.batch is None or plan.schema is None:
+            return None
+        lead, length = plan.batch
+        at = align(8 + layout_len + header_len) + lead  # the record-batch message, from the slot's start
+        if lead < 0 or length <= 0 or nbytes > size or at + length > nbytes:
+            return None
+        batch = view[start + at : start + at + length]
+        shape = plan.shape
+        if shape is None:
+            try:
+                shape = plan.shape = RunShape(plan, batch)
+            except BAD_SLOT:
+                return None
+        if batch[: shape.meta_len] != shape.meta:
+            return None
+        run = SlotRun(
+            tracker, plan, shape, tracker.address + start + at, seq, committed_ns, (head, header_len)
+        )
+        run._meta_at = at
+        return run
 
     def _forget(self, tracker: RingTracker) -> None:
         for key, found in list(self.trackers.items()):

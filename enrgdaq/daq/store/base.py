@@ -21,9 +21,9 @@ from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageRingNotify, DAQJobMes
 from enrgdaq.daq.store.handling import RING_POLL_SECONDS, STORE_POLL_MILLISECONDS, StoreHandling
 from enrgdaq.daq.store.journal import RingPositions
 from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobStoreConfigBase
-from enrgdaq.daq.store.retry import RETRYABLE_ERRORS
 from enrgdaq.daq.topics import Topic, exact
 from enrgdaq.data.reader import RingReader
+from enrgdaq.data.runs import SlotRun
 from enrgdaq.data.settings import DataPlaneSettings
 
 DRAIN_SECONDS = 1.0
@@ -97,11 +97,6 @@ class DAQJobStore(StoreHandling, DAQJob):
             self._write_out()
         self._drain()
 
-
-
-
-
-
     # -- the data plane ------------------------------------------------------------
     def configure_data_plane(self, settings: DataPlaneSettings) -> None:
         super().configure_data_plane(settings)
@@ -118,25 +113,17 @@ class DAQJobStore(StoreHandling, DAQJob):
         """Take and handle what waits in one ring (or all); nothing while writes fail."""
         if self._rings is None or self._writes.failing:
             return 0
-        messages = self._rings.drain(name)
+        runs = self._takes_runs and not self._skip  # (after a crash: per message, to skip what was written)
+        messages = self._rings.drain(name, runs=runs)
         if not messages:
             return 0
         if self._skip:
             messages = self._without_written(messages)
         self._naps = 0  # (also after a wake-up) look again soon before asking for the next one
-        if self._batched:
-            self._handle_batch(messages)
-            return len(messages)
-        handle = self._handle
-        for i, message in enumerate(messages):
-            try:
-                handle(message)
-            except RETRYABLE_ERRORS as exc:
-                self._unreleased += messages[:i]
-                self._held.extend(messages[i:])  # the failed one first: the order is kept
-                self._writes.failed(exc)
-                return len(messages)
-        self._unreleased += messages
+        if runs:
+            self._take_items(messages)
+            return sum(m.count if isinstance(m, SlotRun) else 1 for m in messages)
+        self._handle_messages(messages)
         return len(messages)
 
     def recover_writes(self) -> RingPositions:
@@ -195,7 +182,7 @@ class DAQJobStore(StoreHandling, DAQJob):
             stats.update(
                 ring_lost=self._rings.lost,
                 ring_corrupted=self._rings.corrupted,
-                ring_unreleased=len(self._unreleased) + len(self._held),
+                ring_unreleased=self._unreleased_slots() + len(self._held),
             )
         return stats
 
@@ -234,4 +221,3 @@ class DAQJobStore(StoreHandling, DAQJob):
             self._retry_writes()
         else:
             self._write_out()
-

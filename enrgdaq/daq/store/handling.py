@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from enrgdaq.daq.models import DAQJobMessage
 from enrgdaq.daq.stats import JobCounters, worth_a_line
@@ -28,7 +28,9 @@ from enrgdaq.daq.store.flush import FlushPolicy
 from enrgdaq.daq.store.models import DAQJobMessageStore
 from enrgdaq.daq.store.retry import RETRYABLE_ERRORS, WriteRetry, keep_in_ring
 from enrgdaq.data.reader import RingReader
+from enrgdaq.data.runs import SlotRun
 from enrgdaq.errors import DAQJobStopError, StoreWriteError
+from enrgdaq.message.wire import MessageTypes
 
 STORE_POLL_MILLISECONDS = 20
 RING_POLL_SECONDS = 0.1
@@ -48,13 +50,14 @@ class StoreHandling:
     _accepts: dict[type, bool]
 
     def _init_handling(self, flush_interval: float) -> None:
-        self._unreleased: list[DAQJobMessage] = []  # handled; their slots go once written out
-        self._held: deque[DAQJobMessage] = deque()  # not handled yet: a write failed (oldest first)
+        self._unreleased: list[Any] = []  # handled (messages, runs); their slots go once written out
+        self._held: deque[Any] = deque()  # not handled yet: a write failed (oldest first)
         self._held_inline = 0  # inline messages among them (bounded: HELD_INLINE_MAX)
         self._next_scan = 0.0  # while writes fail: when to look for new rings again
         self._writes = WriteRetry(self.counters, self._logger)
         self._flush = FlushPolicy(flush_interval)
         self._refused: set[tuple[str, str]] = set()  # (producer, message type) told once
+        self._run_types: dict[str, bool] = {}  # message type name of a run -> this store takes it
 
     if TYPE_CHECKING:  # provided by DAQJob, which comes after this part in a store's MRO
 
@@ -132,17 +135,28 @@ class StoreHandling:
         self._process_inbound(timeout_ms=max(1, min(STORE_POLL_MILLISECONDS, math.ceil(left * 1000))))
 
     def _retry_writes(self) -> bool:
-        """Hand the kept messages again, oldest first, then write out; True when all of it went."""
+        """Hand the kept messages (and runs) again, oldest first, then write out; True when all of it went."""
         held = self._held
         try:
-            if self._batched and held:
-                batch = [m for m in held if self._takes_store_message(m)]  # inline ones unchecked yet
-                self.handle_batch(batch)
-                self._unreleased += held
-                held.clear()
             while held:
-                self._handle(held[0])
-                self._unreleased.append(held.popleft())
+                first = held[0]
+                n = 1
+                while n < len(held) and isinstance(held[n], SlotRun) == isinstance(first, SlotRun):
+                    n += 1
+                if isinstance(first, SlotRun):
+                    runs = [held[k] for k in range(n)]
+                    self.handle_runs(runs)
+                    self.counters.processed += sum(run.count for run in runs)
+                elif self._batched:
+                    group = [held[k] for k in range(n)]
+                    self.handle_batch(
+                        [m for m in group if self._takes_store_message(m)]
+                    )  # inline: unchecked yet
+                else:
+                    self._handle(first)
+                    n = 1
+                for _ in range(n):
+                    self._unreleased.append(held.popleft())
             self.store_loop()
         except RETRYABLE_ERRORS as exc:
             self._writes.failed(exc)
@@ -165,7 +179,91 @@ class StoreHandling:
         for message in messages:
             self.handle_message(message)
 
-    def _handle_batch(self, messages: list[DAQJobMessage]) -> None:
+    def handle_runs(self, runs: list[SlotRun]) -> None:
+        """Runs of table payloads that followed each other in a ring (see :mod:`enrgdaq.data.runs`),
+        for a store that overrides this: no message object per payload; read them in place
+        (``run.column(i)``: one 2-D numpy view per column, ``run.to_table()``, ``run.table(j)``,
+        ``run.message(j)`` for a payload's header). Payloads that are no run still come through
+        ``handle_batch`` / ``handle_message``, in ring order.
+
+        The slots go back after the next write (``store_loop``), or earlier once ``run.release()``
+        was called and no view into them is left. Raise ``OSError`` or ``StoreWriteError`` only
+        having kept none of the runs: they are handed again after the backoff.
+        """
+        raise NotImplementedError
+
+    @property
+    def _takes_runs(self) -> bool:
+        return type(self).handle_runs is not StoreHandling.handle_runs
+
+    def _run_taken(self, run: SlotRun) -> bool:
+        """Whether this store takes the messages of ``run``'s type (cached per type name)."""
+        taken = self._run_types.get(run.type_name)
+        if taken is None:
+            cls = MessageTypes().get(run.type_name)
+            taken = self._run_types[run.type_name] = any(
+                issubclass(cls, t) for t in self.allowed_message_in_types
+            )
+        return taken
+
+    def _take_items(self, items: list[Any]) -> None:
+        """What one drain of the rings gave (runs and messages, in ring order): runs to
+        ``handle_runs``, messages to ``handle_batch`` / ``handle_message``; after a write error
+        the failed part and everything after it is kept, in order."""
+        flat: list[Any] = []
+        for item in items:  # a run of a type this store does not take: its messages, refused one by one
+            if isinstance(item, SlotRun) and not self._run_taken(item):
+                flat += item.messages()
+                item.release()
+            else:
+                flat.append(item)
+        i = 0
+        while i < len(flat):
+            j = i + 1
+            is_run = isinstance(flat[i], SlotRun)
+            while j < len(flat) and isinstance(flat[j], SlotRun) == is_run:
+                j += 1
+            group = flat[i:j]
+            ok = self._handle_runs(group) if is_run else self._handle_messages(group)
+            if not ok:
+                self._held.extend(flat[j:])
+                return
+            i = j
+
+    def _handle_runs(self, runs: list[SlotRun]) -> bool:
+        try:
+            self.handle_runs(runs)
+            self.counters.processed += sum(run.count for run in runs)
+        except RETRYABLE_ERRORS as exc:
+            self._held.extend(runs)
+            self._writes.failed(exc)
+            return False
+        except DAQJobStopError:
+            self.request_stop()
+        except Exception:
+            self.counters.failed += sum(run.count for run in runs)
+            self._logger.exception("handle_runs failed for %d run(s)", len(runs))
+        self._unreleased += runs
+        return True
+
+    def _handle_messages(self, messages: list[DAQJobMessage]) -> bool:
+        """Messages taken from the rings: ``handle_batch`` or one by one; False after a write error
+        (the failed part kept)."""
+        if self._batched:
+            return self._handle_batch(messages)
+        handle = self._handle
+        for i, message in enumerate(messages):
+            try:
+                handle(message)
+            except RETRYABLE_ERRORS as exc:
+                self._unreleased += messages[:i]
+                self._held.extend(messages[i:])  # the failed one first: the order is kept
+                self._writes.failed(exc)
+                return False
+        self._unreleased += messages
+        return True
+
+    def _handle_batch(self, messages: list[DAQJobMessage]) -> bool:
         """``handle_batch`` of a store that overrides it: the accepted messages in one call."""
         accepted: list[DAQJobMessage] = []
         refused: list[DAQJobMessage] = []
@@ -179,13 +277,18 @@ class StoreHandling:
             self._unreleased += refused
             self._held.extend(accepted)
             self._writes.failed(exc)
-            return
+            return False
         except DAQJobStopError:
             self.request_stop()
         except Exception:
             self.counters.failed += len(accepted)
             self._logger.exception("handle_batch failed for %d message(s)", len(accepted))
         self._unreleased += messages
+        return True
+
+    def _unreleased_slots(self) -> int:
+        """Ring payloads handled and not given back yet (a run counts its slots)."""
+        return sum(m.count if isinstance(m, SlotRun) else 1 for m in self._unreleased)
 
     def _takes_store_message(self, message: DAQJobMessage) -> bool:
         """Whether this store takes ``message``'s type; a store message of another kind is refused
@@ -208,7 +311,7 @@ class StoreHandling:
         the store holds a quarter of a ring."""
         if self._has_been_freed or self._writes.failing or self._held:
             return True
-        return self._flush.due(len(self._unreleased))
+        return self._flush.due(self._unreleased_slots())
 
     def refuse(self, message: DAQJobMessage, why: str) -> None:
         """A store message this store cannot store (e.g. raw bytes for a table store): counted as
