@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 import redis
 
@@ -42,6 +44,8 @@ def find_registry(redis_url: str | None, supervisor_id: str | None) -> tuple[Job
 def find_operator(redis_url: str | None, supervisor_id: str | None, actor: str) -> Operator:
     """The operator surface (the REST API's too) for the system these flags or ``up`` name."""
     registry, record = find_registry(redis_url, supervisor_id)
+    # The command prints what it did; the operator's own INFO lines are for the REST API's log.
+    logging.getLogger("enrgdaq.control.operations").setLevel(logging.WARNING)
     return Operator(registry.redis, record.supervisor_id, actor=actor)
 
 
