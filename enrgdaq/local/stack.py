@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import redis
 
 from enrgdaq import settings
-from enrgdaq.api.server import port_free
+from enrgdaq.api.server import PORT_TAKEN_EXIT, port_free
 from enrgdaq.api.settings import ApiSettings, api_enabled, api_settings
 from enrgdaq.config.directory import problem_job_id, read_config_dir
 from enrgdaq.config.loader import JobSpec, load_supervisor_config
@@ -178,6 +178,16 @@ class Stack:
         if self.api is not None:
             self.api.check()
 
+    def _give_up_on_a_taken_port(self, proc: ManagedProcess) -> None:
+        """An API whose port was taken after all (a job serving on it) is not restarted in a loop."""
+        if proc.name == "api" and proc.restart and proc.process and proc.process.poll() == PORT_TAKEN_EXIT:
+            proc.restart = False
+            self.say(
+                f"REST API: port {self.api.port if self.api else '?'} was taken by another program; "
+                "the API and status page stopped (everything else runs). Choose another port with "
+                "[cnc] rest_api_port in supervisor.toml"
+            )
+
     def _plan_api(self) -> None:
         if self.api is None:
             return
@@ -327,6 +337,7 @@ class Stack:
                         self.processes.append(late)
                     beat_due = 0.0
                 for proc in self.processes:
+                    self._give_up_on_a_taken_port(proc)
                     proc.check()
                 if self.redis_process is not None:
                     self.redis_process.check()

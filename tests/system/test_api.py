@@ -514,3 +514,33 @@ def test_no_generated_request_gets_a_server_error(running: Running) -> None:
     assert not failures, "\n".join(failures[:10])
     assert calls >= 100 and took < 60, (calls, took)
     assert running.states() == {"store_csv": "running", "test_producer": "running"}
+
+
+def test_a_taken_port_is_said_and_everything_else_runs(running: Running, tmp_path) -> None:
+    import socket
+
+    workdir = str(tmp_path)
+    shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    with open(os.path.join(workdir, "configs", "supervisor.toml"), "w") as f:
+        f.write(f'[info]\nsupervisor_id = "taken-{uuid.uuid4().hex[:8]}"\n\n[cnc]\nrest_api_port = {port}\n')
+    up = start_up(workdir, "--quiet")
+    try:
+
+        def both_running() -> dict[str, Any] | None:
+            done = enrgdaq(workdir, "status", "--json")
+            doc = json.loads(done.stdout) if done.returncode == 0 else None
+            return doc if doc and {j["state"] for j in doc["jobs"]} == {"running"} else None
+
+        doc = wait_for(both_running, 60, "the jobs running without the API")
+        assert doc["api_url"] is None
+        with open(os.path.join(workdir, "up.out")) as f:
+            said = f.read()
+        assert f"REST API: port {port} on 127.0.0.1 is taken by another program" in said
+        assert "api:" not in said
+    finally:
+        holder.close()
+        assert stop_up(up) == 0
