@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
@@ -22,6 +23,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 bearer = HTTPBearer(auto_error=False, description="The API token (ENRGDAQ_API_TOKEN).")
+Credentials = Depends(bearer)
 
 
 def token_matches(given: str, expected: str) -> bool:
@@ -29,10 +31,10 @@ def token_matches(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def require_token(settings: ApiSettings):  # type: ignore[no-untyped-def]
+def require_token(settings: ApiSettings) -> Callable[..., None]:
     """A dependency that checks the bearer token (or lets everything through without one)."""
 
-    def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+    def check(credentials: HTTPAuthorizationCredentials | None = Credentials) -> None:
         if settings.token is None:
             return
         if credentials is None or not token_matches(credentials.credentials, settings.token):
@@ -45,11 +47,16 @@ def require_token(settings: ApiSettings):  # type: ignore[no-untyped-def]
     return check
 
 
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header, without the port (``[::1]:8000`` -> ``[::1]``)."""
+    if header.startswith("["):
+        return header.split("]", 1)[0] + "]"
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 def refusal(request: Request, settings: ApiSettings) -> tuple[int, str] | None:
     """(status, reason) when the request must not be served at all, else None."""
-    host = (request.headers.get("host") or "").rsplit(":", 1)[0] if request.headers.get("host") else ""
-    if request.headers.get("host", "").startswith("["):
-        host = request.headers["host"].split("]")[0] + "]"
+    host = host_name(request.headers.get("host", ""))
     if settings.loopback and host and host not in LOOPBACK_HOSTS:
         return status.HTTP_400_BAD_REQUEST, f"this API answers on loopback only, not as '{host}'"
     origin = request.headers.get("origin")

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 import redis
 import uvicorn
@@ -96,7 +97,7 @@ class Announcer(threading.Thread):
                 self.client.delete(self.key)
 
 
-def serve(operator: Operator, settings: ApiSettings, on_ready: object = None) -> None:
+def serve(operator: Operator, settings: ApiSettings, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM. Raises :class:`ConfigError` for an unsafe setting and
     :class:`PortTakenError` for a taken port, before anything is served."""
     settings.check()
@@ -114,7 +115,7 @@ def serve(operator: Operator, settings: ApiSettings, on_ready: object = None) ->
     announcer = Announcer(operator.registry.redis, operator.supervisor_id, url)
     announcer.start()
     logger.info("REST API and status page: %s (supervisor '%s')", url, operator.supervisor_id)
-    if callable(on_ready):
+    if on_ready is not None:
         on_ready(url)
     try:
         server.run(sockets=[sock])

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -230,10 +231,10 @@ class Operator:
             "running",
         )
 
-    def _wait(self, unique_id: str, done: Any, what: str) -> None:
+    def _wait(self, unique_id: str, done: Callable[[JobRecord | None], bool], what: str) -> None:
         self._wait_all([unique_id], lambda uid: bool(done(self.registry.get(uid))), what)
 
-    def _wait_all(self, unique_ids: list[str], done: Any, what: str) -> None:
+    def _wait_all(self, unique_ids: list[str], done: Callable[[str], bool], what: str) -> None:
         deadline = time.monotonic() + self.wait_seconds
         pending = list(unique_ids)
         while pending and time.monotonic() < deadline:
