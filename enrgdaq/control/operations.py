@@ -207,21 +207,24 @@ class Operator:
         return config_dir
 
     def _restart_runs(self, records: list[JobRecord]) -> None:
-        for record in records:
-            if record.state.is_live:
-                self.registry.stop_run(record.unique_id, record.task_id)
-        ids = {r.unique_id: r.task_id for r in records}
+        """End the live runs, then dispatch them and any pending restart now. A job that waits for
+        its first run (no worker on its queue yet) is left as it is: there is nothing to restart."""
+        live = {r.unique_id: r.task_id for r in records if r.state.is_live}
+        for uid, task_id in live.items():
+            self.registry.stop_run(uid, task_id)
 
         def ended(uid: str) -> bool:
             now = self.registry.get(uid)
-            return now is None or now.task_id != ids[uid] or now.state in _ENDED
+            return now is None or now.task_id != live[uid] or now.state in _ENDED
 
-        self._wait_all(list(ids), ended, "its run to end")
-        for uid in ids:
-            now = self.registry.get(uid)
+        self._wait_all(list(live), ended, "its run to end")
+        restarted = []
+        for record in records:
+            now = self.registry.get(record.unique_id)
             if now is not None and now.state is JobState.RESTART_SCHEDULED:
-                self.registry.reschedule(uid, time.time())  # a restart asked for is not delayed
-        self._wait_started(list(ids))
+                self.registry.reschedule(record.unique_id, time.time())  # asked for: not delayed
+                restarted.append(record.unique_id)
+        self._wait_started(restarted)
 
     def _wait_started(self, unique_ids: list[str]) -> None:
         """Wait until each job's new run runs (or has ended again, or no worker takes it in time)."""
