@@ -41,12 +41,14 @@ def jobs_by_id(workdir: str) -> dict[str, dict[str, object]]:
 
 
 def producer_rate(workdir: str) -> dict[str, dict[str, object]] | None:
-    """The jobs once the producer has a rate out (None while `up` is still starting)."""
+    """The jobs once the producer has a rate out and the store a rate in (None before)."""
     done = enrgdaq(workdir, "jobs", "--json")
     if done.returncode != 0:
         return None
     jobs = {str(r["unique_id"]): r for r in json.loads(done.stdout)}
-    return jobs if "test_producer" in jobs and jobs["test_producer"]["out_per_s"] else None
+    if jobs.get("test_producer", {}).get("out_per_s") and jobs.get("store_csv", {}).get("in_per_s"):
+        return jobs
+    return None
 
 
 def test_jobs_logs_restart_stop_start_and_add_from_a_file(tmp_path) -> None:
