@@ -54,6 +54,7 @@ def producer_rate(workdir: str) -> dict[str, dict[str, object]] | None:
 def test_jobs_logs_restart_stop_start_and_add_from_a_file(tmp_path) -> None:
     workdir = str(tmp_path)
     up = start_up(workdir, "--quiet")
+    follower: subprocess.Popen[bytes] | None = None
     try:
         rows = wait_for(lambda: producer_rate(workdir), 40, "a rate out")
         assert rows["test_producer"]["state"] == "running"
@@ -69,7 +70,18 @@ def test_jobs_logs_restart_stop_start_and_add_from_a_file(tmp_path) -> None:
         node = enrgdaq(workdir, "logs", "_node", "-n", "1000", "--json").stdout.splitlines()
         assert any("dispatched" in json.loads(x)["message"] for x in node), node[-5:]
 
-        # Restart: a new process; the job's log says so.
+        # Restart: a new process; `logs -f`, started before, prints its lines as they come.
+        follow_out = tmp_path / "follow.out"
+        with open(follow_out, "wb") as out:
+            follower = subprocess.Popen(
+                [sys.executable, "-m", "enrgdaq.cli.main", "logs", "test_producer", "-f", "-n", "1"],
+                cwd=workdir,
+                env=user_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        # Its one line printed: it reads new lines from here on.
+        wait_for(lambda: follow_out.read_text().strip(), 15, "the follower's first line")
         before = jobs_by_id(workdir)
         pid_before = next(
             j["pid"] for j in as_json(workdir, "status")["jobs"] if j["unique_id"] == "test_producer"
@@ -79,6 +91,13 @@ def test_jobs_logs_restart_stop_start_and_add_from_a_file(tmp_path) -> None:
         after = json.loads(done.stdout)[0]
         assert after["state"] == "running" and after["pid"] and after["pid"] != pid_before, after
         assert before["test_producer"]["restarts"] != jobs_by_id(workdir)["test_producer"]["restarts"]
+        wait_for(
+            lambda: follow_out.read_text().count("running DAQJobTest") == 2, 15, "the new run's line followed"
+        )
+        assert "run ended (stopped)" in follow_out.read_text()
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(10) == 0  # Ctrl-C ends a follow: not an error
+        assert "Traceback" not in follow_out.read_text()
 
         # Stop lasts; stopping again is not an error; start brings it back.
         assert "test_producer: stopped" in enrgdaq(workdir, "stop", "test_producer").stdout
@@ -106,33 +125,6 @@ def test_jobs_logs_restart_stop_start_and_add_from_a_file(tmp_path) -> None:
         (tmp_path / "broken.toml").write_text(SECOND_JOB.replace("rate_hz = 5", 'rate_hz = "fast"'))
         broken = enrgdaq(workdir, "start", "broken.toml")
         assert broken.returncode == 1 and "rate_hz" in broken.stderr, broken
-    finally:
-        code = stop_up(up)
-    assert code == 0
-
-
-def test_logs_follow_prints_new_lines_until_ctrl_c(tmp_path) -> None:
-    workdir = str(tmp_path)
-    up = start_up(workdir, "--quiet")
-    follower = None
-    try:
-        wait_for(lambda: producer_rate(workdir), 40, "the producer running")
-        out_path = tmp_path / "follow.out"
-        with open(out_path, "wb") as out:
-            follower = subprocess.Popen(
-                [sys.executable, "-m", "enrgdaq.cli.main", "logs", "test_producer", "-f", "-n", "1"],
-                cwd=workdir,
-                env=user_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        # Its one line printed: it reads new lines from here on.
-        wait_for(lambda: out_path.read_text().strip(), 15, "the follower's first line")
-        wait_for(lambda: enrgdaq(workdir, "restart", "test_producer").returncode == 0, 30, "a restart")
-        wait_for(lambda: "running DAQJobTest" in out_path.read_text(), 15, "the restart's line followed")
-        follower.send_signal(signal.SIGINT)
-        assert follower.wait(10) == 0
-        assert "Traceback" not in out_path.read_text()
     finally:
         if follower is not None and follower.poll() is None:
             follower.kill()
