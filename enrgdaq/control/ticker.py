@@ -102,6 +102,8 @@ def job_stats(record: JobRecord, rates: RateTracker | None = None) -> DAQJobStat
         ring_slots=int(_num(s, "ring_slots")),
         ring_blocked_ms=int(_num(s, "ring_blocked_ms")),
         last_error=_last_error(record, s),
+        updated_at=_when(at),
+        stop_requested=record.desired != "run",
     )
 
 

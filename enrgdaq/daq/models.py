@@ -219,6 +219,10 @@ class DAQJobStats(msgspec.Struct, kw_only=True):
     """Time this producer has waited for a free ring slot (cumulative)."""
     last_error: str = ""
     """The last error of the job (why it crashed, why a store cannot write); no config text."""
+    updated_at: datetime | None = None
+    """When the job's process last wrote these numbers (once a second while it runs)."""
+    stop_requested: bool = False
+    """A stop was asked for (a person, ``enrgdaq up`` ending): it is not a failure."""
 
 
 class DAQJobMessageStatsReport(InternalDAQJobMessage, kw_only=True):

@@ -54,9 +54,22 @@ def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     try:
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
+        assert response.getheader("Server", "").startswith("enrgdaq"), "another program answers on 8000"
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def serve_http_answers() -> bool:
+    """Whether the job's server (not another program) answers on port 8000."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", 8000, timeout=2)
+        conn.request("HEAD", "/")
+        server = conn.getresponse().getheader("Server", "")
+        conn.close()
+    except OSError:
+        return False
+    return server.startswith("enrgdaq")
 
 
 def jobs(workdir: str) -> dict[str, str]:
@@ -80,8 +93,11 @@ def csv_rows(pattern: str) -> list[dict[str, str]]:
 
 
 def test_the_original_monitoring_examples_check_and_run_unchanged(tmp_path: pathlib.Path) -> None:
-    if not port_free(8000):
-        pytest.fail("port 8000 is taken: serve_http.toml (unchanged) binds 0.0.0.0:8000")
+    # serve_http.toml (unchanged) binds 0.0.0.0:8000, which another test's REST API (127.0.0.1:8000
+    # by default) may hold for a while: wait for it, and let the job retry its bind quickly.
+    wait_for(
+        lambda: port_free(8000), 120, "port 8000 free (serve_http.toml binds 0.0.0.0:8000)", interval=0.5
+    )
     workdir = str(tmp_path)
     configs = os.path.join(workdir, "configs")
     os.makedirs(configs)
@@ -96,7 +112,10 @@ def test_the_original_monitoring_examples_check_and_run_unchanged(tmp_path: path
             f.write(slack.replace(SLACK_URL, hook.url))
         with open(os.path.join(configs, "supervisor.toml"), "w") as f:
             # The REST API (127.0.0.1:8000 by default) elsewhere: the example serves 0.0.0.0:8000.
-            f.write(f'[info]\nsupervisor_id = "{sid}"\n[cnc]\nrest_api_port = {free_port()}\n')
+            f.write(
+                f'restart_backoff_max_seconds = 1\n[info]\nsupervisor_id = "{sid}"\n'
+                f"[cnc]\nrest_api_port = {free_port()}\n"
+            )
         with open(os.path.join(configs, "store_csv.toml"), "w") as f:
             f.write('daq_job_type = "DAQJobStoreCSV"\n')
         with open(os.path.join(configs, "producer.toml"), "w") as f:
@@ -135,6 +154,7 @@ def test_the_original_monitoring_examples_check_and_run_unchanged(tmp_path: path
                 30,
                 "stats rows",
             )
+            wait_for(serve_http_answers, 120, "serve_http answering on port 8000", interval=0.5)
             token_file = os.path.join(workdir, "serve_http.token")
             token = wait_for(
                 lambda: read(token_file).strip() if os.path.exists(token_file) else "", 10, "the token"

@@ -95,6 +95,37 @@ def test_a_job_that_stops_sending_alerts_after_the_interval_and_again_when_it_se
     assert alert.alert_info.severity.value == "warning"
 
 
+def test_silence_is_measured_when_the_stats_were_taken_while_they_are_fresh() -> None:
+    item = {
+        "daq_job_type": "test",
+        "stats_key": "message_out_stats",
+        "interval": "1s",
+        "alert_if_interval_is": "unsatisfied",
+        "alert_info": {"message": "silent", "severity": "warning"},
+    }
+    job = healthcheck([item], enable_alerts_on_restart=False)
+    job.evaluate({"prod": stats(last_out=T0)}, T0)
+    late = []
+    for n in range(1, 6):  # sends at 5 Hz; its stats arrive 2.5 s late (a busy machine)
+        taken = T0 + timedelta(seconds=n)
+        fresh = msgspec.structs.replace(stats(last_out=taken - timedelta(seconds=0.2)), updated_at=taken)
+        late += job.evaluate({"prod": fresh}, taken + timedelta(seconds=2.5))
+    assert late == []
+    # Killed at T0+5: its last stats stay; once they are stale, silence counts up to now.
+    frozen = msgspec.structs.replace(
+        stats(last_out=T0 + timedelta(seconds=4.8)), updated_at=T0 + timedelta(seconds=5)
+    )
+    assert job.evaluate({"prod": frozen}, T0 + timedelta(seconds=7)) == []
+    fired = job.evaluate({"prod": frozen}, T0 + timedelta(seconds=8.5))
+    assert [a.alert_info.message for a in fired] == ["[prod] silent"]
+
+
+def test_a_stop_requested_at_the_end_of_a_run_raises_nothing() -> None:
+    job = healthcheck()
+    stopping = msgspec.structs.replace(stats("restart_scheduled"), stop_requested=True)
+    assert run(job, [stats(), stopping, stats("stopped")]) == [[], [], []]
+
+
 def test_the_originals_restart_check_fires_within_its_interval_for_the_type_it_names() -> None:
     item = {
         "daq_job_type": "n1081b",

@@ -94,10 +94,13 @@ class DAQJobHealthcheck(DAQJob):
                     watch.down_alerted = True
             if stats.is_alive:
                 watch.alive_at = now
+            if stats.stop_requested or stats.state == "stopped":
+                # A person (or the end of the run) stops it: nothing to alert, checks start over.
+                watch.state, watch.down_alerted, watch.verdicts = stats.state, False, {}
+                watch.restarts, watch.first_seen = stats.restart_stats.count, now
+                continue
             if self.config.enable_alerts_on_restart:
                 alerts += self._watch_state(uid, stats, watch)
-            if stats.state == "stopped":
-                continue  # a person stopped it: its checks wait until it runs again
             for index, item in enumerate(self.config.healthcheck_stats):
                 if names_job(item.daq_job_type.lower(), stats.daq_job_type, uid, self._aliases):
                     alerts += self._check(index, item, uid, stats, watch, now)
@@ -123,8 +126,6 @@ class DAQJobHealthcheck(DAQJob):
                     + (f": {stats.last_error}" if stats.last_error else "")
                 )
                 alerts.append(self._alert(DAQAlertInfo(message=text, severity=DAQAlertSeverity.ERROR)))
-        elif stats.state == "stopped":
-            watch.down_alerted = False
         if stats.state != watch.state:
             self._logger.debug("%s: %s -> %s", uid, watch.state, stats.state)
         watch.state = stats.state

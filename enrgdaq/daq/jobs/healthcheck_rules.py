@@ -19,6 +19,8 @@ from enrgdaq.daq.alert.models import DAQAlertInfo, DAQAlertSeverity
 from enrgdaq.daq.models import DAQJobStats, DAQJobStatsRecord
 from enrgdaq.errors import ConfigValueError
 
+STATS_FRESH_SECONDS = 3.0
+"""Stats written this recently describe the job as it is (they are written once a second)."""
 INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 DOWN_STATES = {
@@ -166,5 +168,15 @@ def failing(item: HealthcheckStatsItem, stats: DAQJobStats, watch: JobWatch, now
     window = timedelta(seconds=item.seconds)
     if item.alert_if_interval_is is AlertCondition.SATISFIED:
         return last is not None and now - last < window
-    # unsatisfied: nothing within the interval (counted from when the check first saw the job)
-    return now - max(last or watch.first_seen, watch.first_seen) > window
+    # unsatisfied: nothing within the interval (counted from when the check first saw the job).
+    # For a running job whose stats are fresh, measured at the moment it wrote them, so that the
+    # ~1 s they take to arrive never counts as silence; a job that is not running, or whose stats
+    # stopped coming, is measured against now.
+    at = stats.updated_at
+    fresh = (
+        stats.is_alive
+        and at is not None
+        and timedelta(0) <= now - at <= timedelta(seconds=STATS_FRESH_SECONDS)
+    )
+    since = max(last or watch.first_seen, watch.first_seen)
+    return (at if fresh and at is not None else now) - since > window
