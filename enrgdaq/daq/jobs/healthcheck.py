@@ -63,6 +63,7 @@ class DAQJobHealthcheck(DAQJob):
         self._aliases = {k.lower(): v for k, v in DEPRECATED_ALIASES.items()}
         self._watches: dict[str, JobWatch] = {}
         self._lock = threading.Lock()
+        self._unmatched_told = False
         super().__init__(config, **kwargs)
 
     def _subscriptions(self) -> list[bytes]:
@@ -104,7 +105,22 @@ class DAQJobHealthcheck(DAQJob):
             for index, item in enumerate(self.config.healthcheck_stats):
                 if names_job(item.daq_job_type.lower(), stats.daq_job_type, uid, self._aliases):
                     alerts += self._check(index, item, uid, stats, watch, now)
+        if jobs and not self._unmatched_told:
+            self._unmatched_told = True
+            self._tell_unmatched(jobs)
         return alerts
+
+    def _tell_unmatched(self, jobs: dict[str, DAQJobStats]) -> None:
+        """Say once which checks name no job of this supervisor (a typo, or a job elsewhere)."""
+        for index, item in enumerate(self.config.healthcheck_stats):
+            name = item.daq_job_type.lower()
+            if not any(names_job(name, s.daq_job_type, uid, self._aliases) for uid, s in jobs.items()):
+                self._logger.warning(
+                    "healthcheck_stats[%d] names daq_job_type '%s', which no job of this supervisor has "
+                    "(yet); it applies when one runs",
+                    index,
+                    item.daq_job_type,
+                )
 
     def _watch_state(self, uid: str, stats: DAQJobStats, watch: JobWatch) -> list[DAQJobMessageAlert]:
         alerts = []
