@@ -120,7 +120,7 @@ class StoreOutbox:
         if targets.unknown if ring else targets.silent:
             self._hold_for_stores(message, ring)
             targets = self._store_targets(message.topics)
-        if ring and targets.wanted and self._send_through_ring(message, targets.wanted):
+        if ring and targets.wanted and self._write_to_ring(message, targets.wanted):
             return True
         if not targets.listening:
             self._count_unrouted(message)
@@ -138,14 +138,19 @@ class StoreOutbox:
 
     def _send_through_ring(self, message: DAQJobMessage, consumers: list[str]) -> bool:
         """Put a store payload for ``consumers`` (stores of this node) in the ring; False: send it inline."""
-        settings = self._data_plane
-        if settings is None or not self._ring_takes(message) or not consumers:
+        if not self._ring_takes(message) or not consumers:
             return False
+        return self._write_to_ring(message, consumers)
+
+    def _write_to_ring(self, message: DAQJobMessage, consumers: list[str]) -> bool:
+        """:meth:`_send_through_ring` once it is known that the message may go there (once per
+        message: lean)."""
         writer = self._ring_writer
         if writer is None:
             from enrgdaq.data.writer import RingWriter
 
-            writer = self._ring_writer = RingWriter(self.unique_id, settings)
+            assert self._data_plane is not None
+            writer = self._ring_writer = RingWriter(self.unique_id, self._data_plane)
         writer.ensure_consumers(consumers)
         try:
             seq = writer.write(message)

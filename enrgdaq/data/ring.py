@@ -30,13 +30,14 @@ from enrgdaq.data import layout as L
 from enrgdaq.data import membership
 from enrgdaq.errors import ConfigError, DAQError
 
-_FENCE = threading.Lock()
+FENCE = threading.Lock()
+"""Taken and let go by :func:`fence` (the writer takes it inline, once per message)."""
 _HEAD = struct.Struct("<4Q")
 
 
 def fence() -> None:
     """A full memory barrier (a locked instruction) between a store and a later load."""
-    with _FENCE:
+    with FENCE:
         pass
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from time import monotonic_ns
 from typing import Any
 
 from enrgdaq.data import layout as L
 from enrgdaq.data.codec import SlotCodec
 from enrgdaq.data.encoder import SlotEncoder
 from enrgdaq.data.membership import name_hash
-from enrgdaq.data.ring import Ring, RingFullError, check_geometry, fence
+from enrgdaq.data.ring import FENCE, Ring, RingFullError, check_geometry
 from enrgdaq.data.settings import RING_PREFIX, DataPlaneSettings, ring_file
 from enrgdaq.errors import ConfigError
 
@@ -97,21 +98,31 @@ class RingWriter:
         """Put ``message`` in the next slot; its sequence number, or None if dropped (``drop`` policy).
 
         Raises MessageError when the payload does not fit a slot (the caller sends it inline).
+        The commit protocol (:mod:`enrgdaq.data.layout`) is written out here rather than through
+        ``Ring.begin`` / ``Ring.commit``: this runs once per message, tens of thousands of times a second.
         """
         ring = self.ring
-        seq = ring.write_seq
-        if ring.consumers_gen != self._gen:
+        words = ring.words
+        seq = words[L.WRITE_SEQ_W]
+        if words[L.CONSUMERS_GEN_W] != self._gen:
             self.refresh()
-        if seq >= self._floor + ring.slot_count:
+        slots = ring.slot_count
+        if seq >= self._floor + slots:
             self._wait_for_slot(seq)
-        start = (seq % ring.slot_count) * ring.slot_size
-        if seq < self._floor + ring.slot_count:
-            ring.begin(seq)
-            nbytes = self.encoder.encode(message, ring.data[start : start + ring.slot_size])
-            ring.commit(seq, nbytes)
-            return seq
-        ring.add_dropped()
-        return None
+            if seq >= self._floor + slots:
+                ring.add_dropped()
+                return None
+        slot = seq % slots
+        row = L.SLOT_TABLE_WORD + slot * L.SLOT_WORDS
+        words[row + L.S_SEQ] = L.EMPTY_SEQ  # being rewritten (see Ring.begin)
+        start = slot * ring.slot_size
+        nbytes = self.encoder.encode(message, ring.data[start : start + ring.slot_size])
+        words[row + L.S_NBYTES] = nbytes
+        words[row + L.S_COMMIT_NS] = monotonic_ns()
+        words[row + L.S_SEQ] = seq
+        words[L.WRITE_SEQ_W] = seq + 1
+        words[L.WRITTEN_BYTES_W] += nbytes
+        return seq
 
     def _wait_for_slot(self, seq: int) -> None:
         ring = self.ring
@@ -163,12 +174,14 @@ class RingWriter:
 
     def needs_wakeup(self) -> bool:
         """Whether a consumer may be idle: set their wake-up flags and say so (then send one notify)."""
-        ring = self.ring
-        fence()
+        words = self.ring.words
+        with FENCE:  # a full barrier between the commit above and the loads of the flags
+            pass
         wake = False
         for index in self._active:
-            if ring.entry(index, L.C_WAKEUP) == 0:
-                ring.set_entry(index, L.C_WAKEUP, 1)
+            flag = L.CONSUMER_WORD + index * L.CONSUMER_WORDS + L.C_WAKEUP
+            if words[flag] == 0:
+                words[flag] = 1
                 wake = True
         return wake
 
