@@ -69,10 +69,15 @@ class JobRun:
             outcome, error = Outcome.INVALID, str(exc)
             logger.error("[%s] not restarted, its configuration cannot work: %s", self.unique_id, exc)
         except SystemExit as exc:
-            # A pool child ends on SIGTERM this way: a terminate (Flower, `celery control`), which
-            # the worker's revoke handler records as a person's stop, or the pool shutting down.
-            outcome, error = Outcome.STOPPED, f"ended by a signal (exit {exc.code}): terminated"
-            logger.warning("[%s] %s", self.unique_id, error)
+            if isinstance(exc.code, int) and exc.code < 0:
+                # A pool child ends on a signal this way (billiard exits with -(256 - signum)): a
+                # terminate (Flower, `celery control`), which the worker's revoke handler records
+                # as a person's stop, or the pool shutting down. Not a crash of the job.
+                outcome, error = Outcome.STOPPED, f"ended by signal {256 + exc.code}: terminated"
+                logger.warning("[%s] %s", self.unique_id, error)
+            else:
+                outcome, error = Outcome.CRASHED, f"the job called sys.exit({exc.code!r})"
+                logger.error("[%s] crashed: %s", self.unique_id, error)
             raise
         except BaseException as exc:
             outcome, error = Outcome.CRASHED, "".join(traceback.format_exception(exc)).strip()

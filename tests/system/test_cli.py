@@ -58,7 +58,7 @@ def test_jobs_logs_restart_stop_start_and_add_from_a_file(tmp_path) -> None:
     try:
         rows = wait_for(lambda: producer_rate(workdir), 40, "a rate out")
         assert rows["test_producer"]["state"] == "running"
-        assert 5 <= float(rows["test_producer"]["out_per_s"]) <= 15  # rate_hz = 10
+        assert 3 <= float(rows["test_producer"]["out_per_s"]) <= 20  # rate_hz = 10
         assert float(rows["store_csv"]["in_per_s"]) > 0
         table = enrgdaq(workdir, "jobs").stdout.splitlines()
         assert table[0].split() == ["JOB", "TYPE", "QUEUE", "STATE", "RESTARTS", "IN/s", "OUT/s"]

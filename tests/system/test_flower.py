@@ -64,12 +64,18 @@ def test_flower_shows_live_rates_and_terminate_is_a_stop_that_is_never_undone(tm
             tasks = job_tasks(port)
             found = {n: _RATE.match(str(t.get("result") or "")) for n, t in tasks.items()}
             producer, store = found.get("DAQJobTest[test_producer]"), found.get("DAQJobStoreCSV[store_csv]")
-            if producer and store and producer["dir"] == "out" and store["dir"] == "in":
+            if (
+                producer
+                and store
+                and producer["dir"] == "out"
+                and float(producer["rate"]) > 0
+                and store["dir"] == "in"
+            ):
                 return {"producer": producer, "store": store}
             return None
 
         seen = wait_for(rates, 40, "Flower to show both jobs with non-zero rates")
-        assert 5 <= float(seen["producer"]["rate"]) <= 15, seen["producer"].string  # rate_hz = 10
+        assert 3 <= float(seen["producer"]["rate"]) <= 20, seen["producer"].string  # rate_hz = 10
         assert float(seen["store"]["rate"]) > 0, seen["store"].string
 
         # About once a second: the task's event timestamp moves on.
