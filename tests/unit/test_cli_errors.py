@@ -112,6 +112,8 @@ def test_every_error_the_package_raises_is_part_of_its_hierarchy() -> None:
     assert flat == [], "raise an enrgdaq.errors class instead:\n" + "\n".join(flat)
 
 
-@pytest.mark.parametrize("command", [["status"], ["stop", "x"], ["start", "x"]])
+@pytest.mark.parametrize(
+    "command", [["status"], ["jobs"], ["stop", "x"], ["start", "x"], ["restart", "x"], ["logs", "x", "-f"]]
+)
 def test_commands_that_need_a_system_exit_3_when_there_is_none(tmp_path, command: list[str]) -> None:
     assert enrgdaq(str(tmp_path), *command, env=nowhere()).returncode == 3
