@@ -67,23 +67,29 @@ class FlowerProgress(threading.Thread):
 
     def update(self, rates: dict[str, float], last_error: str | None) -> None:
         """Called by the lease keeper: never blocks (the sending happens on this thread)."""
-        self._latest = progress_text(rates, last_error)
+        self.say(progress_text(rates, last_error))
+
+    def say(self, text: str) -> None:
+        """Show ``text`` as the task's result (the last one before :meth:`close` is still sent)."""
+        self._latest = text
         self._wake.set()
 
     def run(self) -> None:
-        while not self._halt.is_set():
+        while True:
             self._wake.wait()
             self._wake.clear()
             text, self._latest = self._latest, None
-            if text is None or self._halt.is_set():
-                continue
-            try:
-                self._send(text)
-                self.sent += 1
-            except Exception:
-                logger.debug("[%s] could not send progress to Flower", self.unique_id, exc_info=True)
-                self._disconnect()
-                self._halt.wait(RECONNECT_SECONDS)
+            if text is not None:
+                try:
+                    self._send(text)
+                    self.sent += 1
+                except Exception:
+                    logger.debug("[%s] could not send progress to Flower", self.unique_id, exc_info=True)
+                    self._disconnect()
+                    if self._halt.wait(RECONNECT_SECONDS):
+                        break
+            if self._halt.is_set():
+                break
         self._disconnect()
 
     def _send(self, text: str) -> None:
@@ -109,6 +115,7 @@ class FlowerProgress(threading.Thread):
                 logger.debug("[%s] closing the event connection failed", self.unique_id, exc_info=True)
 
     def close(self) -> None:
+        """Send what was said last (within 2 s), then end the thread and its connection."""
         self._halt.set()
         self._wake.set()
         if self.is_alive() and self is not threading.current_thread():

@@ -20,6 +20,7 @@ from enrgdaq.control.connection import connect
 from enrgdaq.control.flower_progress import FlowerProgress
 from enrgdaq.control.keeper import LeaseKeeper
 from enrgdaq.control.lifecycle import Outcome
+from enrgdaq.control.masking import mask_text
 from enrgdaq.control.node import SupervisorRecord, this_host
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.daq.types import load_plugins
@@ -60,6 +61,7 @@ class JobRun:
             progress.start()
         keeper.start()
         outcome, error, backoff_max = Outcome.CRASHED, "", 60.0
+        crash = ""
         try:
             supervisor = SupervisorRecord.load(self.registry.redis, self.supervisor_id)
             backoff_max = supervisor.restart_backoff_max_seconds
@@ -81,11 +83,14 @@ class JobRun:
             raise
         except BaseException as exc:
             outcome, error = Outcome.CRASHED, "".join(traceback.format_exception(exc)).strip()
+            crash = mask_text(f"crashed: {type(exc).__name__}: {exc}".splitlines()[0])[:300]
             logger.exception("[%s] crashed: %s", self.unique_id, exc)
             raise
         finally:
             keeper.close()
             if progress is not None:
+                if crash:
+                    progress.say(crash)  # Flower's result: why, beside its FAILURE
                 progress.close()
             keeper.write_stats()
             state = self.registry.end(self.unique_id, self.task_id, outcome, error, backoff_max=backoff_max)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 
+from enrgdaq.local.redis_server import free_port
+from tests.harness.celery_proc import REPO
 from tests.harness.up import enrgdaq, start_up, stop_up, user_env
 from tests.harness.waiting import wait_for
 
@@ -26,6 +30,17 @@ rate_hz = 5
 [store_config.csv]
 file_path = "second.csv"
 """
+
+
+def private_configs(workdir: str, top: str = "") -> str:
+    """The examples in ``workdir/configs`` with a supervisor id and API port of their own, so that
+    this test's ``up`` never meets another test's (run directory, lock, port 8000); returns the id.
+    ``top``: more top-level keys of supervisor.toml (``plugins = [...]``)."""
+    shutil.copytree(os.path.join(REPO, "configs"), os.path.join(workdir, "configs"))
+    supervisor_id = f"cli-{uuid.uuid4().hex[:8]}"
+    with open(os.path.join(workdir, "configs", "supervisor.toml"), "w") as f:
+        f.write(f'{top}\n[info]\nsupervisor_id = "{supervisor_id}"\n\n[cnc]\nrest_api_port = {free_port()}\n')
+    return supervisor_id
 
 
 def as_json(workdir: str, *args: str) -> object:
@@ -53,6 +68,7 @@ def producer_rate(workdir: str) -> dict[str, dict[str, object]] | None:
 
 def test_jobs_logs_restart_stop_start_and_add_from_a_file(tmp_path) -> None:
     workdir = str(tmp_path)
+    private_configs(workdir)
     up = start_up(workdir, "--quiet")
     follower: subprocess.Popen[bytes] | None = None
     try:

@@ -21,6 +21,7 @@ import pytest
 from enrgdaq.local.redis_server import free_port
 from tests.harness.up import enrgdaq, start_up, stop_up, user_env
 from tests.harness.waiting import stays, wait_for
+from tests.system.test_cli import private_configs
 
 pytestmark = pytest.mark.system
 
@@ -53,12 +54,55 @@ def job_state(workdir: str, unique_id: str) -> str | None:
     return next((j["state"] for j in json.loads(done.stdout)["jobs"] if j["unique_id"] == unique_id), None)
 
 
+PLUGIN = """
+import time
+
+from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.models import DAQJobConfig
+
+
+class DAQJobDigitizerGone(DAQJob):
+    config_type = DAQJobConfig
+
+    def start(self) -> None:
+        started = time.monotonic()
+        while not self._has_been_freed:
+            if time.monotonic() - started > 3:
+                raise RuntimeError("digitizer stopped answering; password=hunter2")
+            time.sleep(0.05)
+"""
+
+
 def test_flower_shows_live_rates_and_terminate_is_a_stop_that_is_never_undone(tmp_path) -> None:
     workdir = str(tmp_path)
+    private_configs(workdir, top='plugins = ["flower_lab_jobs"]')
+    (tmp_path / "configs" / "flower_lab_jobs.py").write_text(PLUGIN)
+    (tmp_path / "configs" / "digitizer.toml").write_text(
+        'daq_job_type = "DAQJobDigitizerGone"\nrestart_on_crash = false\n'
+    )
     port = free_port()
     env = {**user_env(), "FLOWER_BASIC_AUTH": AUTH}
     up = start_up(workdir, "--flower", "--flower-port", str(port), "--quiet", env=env)
     try:
+        # A job that raised: FAILURE, and its result says why (secrets masked).
+        def crashed() -> dict[str, Any] | None:
+            try:
+                tasks = flower(port, "/api/tasks").values()
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return None
+            return next(
+                (
+                    t
+                    for t in tasks
+                    if t.get("name") == "DAQJobDigitizerGone[digitizer]" and t.get("state") == "FAILURE"
+                ),
+                None,
+            )
+
+        failed = wait_for(crashed, 40, "the digitizer's crash in Flower")
+        assert failed["result"] == "crashed: RuntimeError: digitizer stopped answering; password=***", failed
+        assert "RuntimeError" in str(failed["exception"])
+
         # Live progress: the producer's task shows its rate out, the store's its rate in.
         def rates() -> dict[str, re.Match[str]] | None:
             tasks = job_tasks(port)
