@@ -12,6 +12,8 @@ from enrgdaq.data.slot import ALIGN, LENGTHS, SlotLayout, align, plain
 from enrgdaq.errors import MessageError
 
 _Places = list[tuple[int, memoryview]]  # (offset in the buffer area, bytes to copy there)
+FOLD_BYTES = 4096
+"""A first buffer up to this size is written together with the slot's front (one copy instead of two)."""
 
 
 class SlotEncoder:
@@ -52,9 +54,14 @@ class SlotEncoder:
         area = align(head + len(header))
         if area + total > len(slot):
             raise MessageError(f"payload of {area + total} bytes does not fit a slot of {len(slot)} bytes")
-        LENGTHS.pack_into(slot, 0, len(layout), len(header))
-        slot[LENGTHS.size : head] = layout
-        slot[head : head + len(header)] = header
+        # The slot's front (lengths, layout, header, and a small first buffer such as a record
+        # batch's metadata) in one write: per message, each write costs more than its bytes.
+        front: list[Any] = [LENGTHS.pack(len(layout), len(header)), layout, header]
+        if places and places[0][1].nbytes <= FOLD_BYTES:
+            front += (bytes(area + places[0][0] - head - len(header)), places[0][1])
+            places = places[1:]
+        joined = b"".join(front)
+        slot[: len(joined)] = joined
         for offset, view in places:
             start = area + offset
             slot[start : start + view.nbytes] = view

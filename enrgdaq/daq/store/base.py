@@ -30,6 +30,12 @@ DRAIN_SECONDS = 1.0
 """On stop, how long a store keeps taking what is already queued for it."""
 BUSY_INBOUND_SECONDS = 0.001
 """While it takes payloads from rings, a store looks at the message plane at most this often."""
+SMALL_TAKE = 4
+SMALL_TAKE_NAP_SECONDS = 50e-6
+"""A turn of the loop that took fewer than ``SMALL_TAKE`` payloads from the rings is followed by a
+nap this long (50-100 us with the kernel's timer slack): a store that keeps up with a fast producer
+otherwise takes one payload per turn and pays the turn's fixed cost for each; after the nap it
+takes a few at once (the producer never waits for it: it holds no more slots meanwhile)."""
 RING_NAPS_SECONDS = (100e-6, 200e-6, 400e-6, 800e-6)
 """After its last payload a store looks at its rings again after these naps (1.5 ms in all)
 before it asks the producers for a wake-up: payloads that keep coming then need no wake-up
@@ -95,6 +101,8 @@ class DAQJobStore(StoreHandling, DAQJob):
                 self._poll_rings()
                 next_poll = now + RING_POLL_SECONDS
             self._write_out()
+            if 0 < took < SMALL_TAKE:
+                time.sleep(SMALL_TAKE_NAP_SECONDS)
         self._drain()
 
     # -- the data plane ------------------------------------------------------------
