@@ -35,6 +35,10 @@ class JobRow(_Open):
     last_heartbeat: str | None = None
     restart_at: str | None = None
     error: str | None = None
+    last_error: str | None = Field(
+        default=None, description="The error of the last run that ended with one, kept while it runs again."
+    )
+    last_error_at: str | None = None
     config_file: str | None = None
     messages_in: int = 0
     messages_out: int = 0

@@ -49,6 +49,9 @@ class JobRecord(msgspec.Struct, kw_only=True):
     consecutive_crashes: int = 0
     exit_reason: str = ""
     error: str = ""
+    last_error: str = ""
+    """The error of the last run that ended with one; unlike ``error``, kept while it runs again."""
+    last_error_at: float | None = None
     stats: str = ""
     removed: bool = False
     is_store: bool = False

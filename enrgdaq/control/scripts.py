@@ -51,6 +51,10 @@ if f[2] ~= 'starting' and f[2] ~= 'running' and f[2] ~= 'waiting' then return 'i
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 local at = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'exit_reason', ARGV[2], 'error', ARGV[3], 'ended_at', ARGV[8])
+if ARGV[3] ~= '' then
+  -- kept across the next run (which clears 'error'): an operator still sees why it crashed
+  redis.call('HSET', KEYS[1], 'last_error', ARGV[3], 'last_error_at', ARGV[8])
+end
 if f[3] ~= 'run' or f[9] == '1' then
   redis.call('HSET', KEYS[1], 'state', 'stopped', 'restart_at', '')
   redis.call('ZREM', KEYS[3], ARGV[7])

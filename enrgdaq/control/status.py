@@ -30,6 +30,8 @@ class JobStatus(msgspec.Struct, kw_only=True):
     last_heartbeat: str | None
     restart_at: str | None
     error: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
     config_file: str | None = None
     stats: dict[str, Any] = {}
 
@@ -64,6 +66,8 @@ def job_status(record: JobRecord) -> JobStatus:
         last_heartbeat=_iso(record.last_heartbeat),
         restart_at=_iso(record.restart_at),
         error=error,
+        last_error=record.last_error or None,
+        last_error_at=_iso(record.last_error_at),
         config_file=record.config_file or None,
         stats=stats,
     )

@@ -83,6 +83,8 @@ def status_document(
             {
                 **{c: getattr(j, c) for c in COLUMNS},
                 "error": j.error,
+                "last_error": j.last_error,
+                "last_error_at": j.last_error_at,
                 "config_file": j.config_file,
                 "messages_in": j.stats.get("processed", 0),
                 "messages_out": j.stats.get("sent", 0),

@@ -167,6 +167,21 @@ class TestEnd:
         assert (record.restarts, record.consecutive_crashes, record.error) == (1, 1, "boom")
         assert not registry.leases([JOB])[JOB]
 
+    def test_the_last_error_stays_visible_while_the_job_runs_again(self, registry: JobRegistry) -> None:
+        from enrgdaq.control.status import job_status
+
+        register(registry)
+        run(registry, "task-1")
+        registry.end(JOB, "task-1", Outcome.CRASHED, "ValueError: boom", at=time.time())
+        registry.reschedule(JOB, time.time())
+        run(registry, "task-2")
+
+        record = state(registry)
+        assert (record.state, record.error) == (JobState.STARTING, "")
+        shown = job_status(record)
+        assert (shown.error, shown.last_error) == (None, "ValueError: boom")
+        assert shown.last_error_at is not None
+
     def test_a_second_end_for_the_same_task_is_ignored(self, registry: JobRegistry) -> None:
         register(registry)
         started = run(registry, "task-1")

@@ -86,7 +86,9 @@ function renderTable(jobs, rateOf) {
     cell(row, job.messages_in, "num");
     cell(row, job.messages_out, "num");
     cell(row, ago(job.last_heartbeat));
-    cell(row, job.error ? lastLine(job.error) : "", "error");
+    // The error of the present state, else the last run's (a job that crashed and runs again).
+    const error = job.error || job.last_error;
+    cell(row, error ? lastLine(error) : "", "error");
   }
 }
 
