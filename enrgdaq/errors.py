@@ -95,6 +95,25 @@ class AlreadyRunningError(ControlPlaneError):
     """Raised when ``enrgdaq up`` finds another one running on its directory, run directory or id."""
 
 
+class DeviceError(DAQError):
+    """Raised when a device cannot be reached or reports an error. The job closes the device and
+    ends its run with this error; the supervisor shows it and restarts the job with backoff (a
+    device that comes back is picked up without anyone's help)."""
+
+
+class DeviceLibraryMissingError(DeviceError):
+    """Raised when a real device is configured but its vendor library is not installed. Retried
+    like a connection error, so installing the extra heals the job; the simulated device never
+    needs it."""
+
+    def __init__(self, what: str, extra: str, cause: BaseException | None = None) -> None:
+        detail = f" ({cause})" if cause else ""
+        super().__init__(
+            f"{what} needs its vendor library{detail}: pip install 'enrgdaq[{extra}]' "
+            "(or set the simulated device in its config)"
+        )
+
+
 class MessageError(DAQError):
     """Raised when a message cannot be encoded or a received frame cannot be decoded."""
 
