@@ -13,6 +13,7 @@ import msgspec
 import pyarrow as pa
 
 from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
+from enrgdaq.daq.store.routing import store_topics  # (imports no store module at run time)
 from enrgdaq.data.codec import SlotCodec, install_codec
 from enrgdaq.errors import MessageError
 
@@ -158,8 +159,6 @@ class DAQJobMessageStore(DAQJobMessage, kw_only=True, dict=True):
         )
 
     def pre_send(self) -> None:
-        from enrgdaq.daq.store.routing import store_topics
-
         self.topics.update(store_topics(self))
 
     def release(self) -> None:
