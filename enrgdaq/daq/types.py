@@ -42,6 +42,8 @@ BUILTIN_JOBS: dict[str, tuple[str, str | None]] = {
     "DAQJobAlertSlack": ("enrgdaq.daq.alert.alert_slack:DAQJobAlertSlack", None),
     "DAQJobPCMetrics": ("enrgdaq.daq.jobs.pc_metrics:DAQJobPCMetrics", None),
     "DAQJobServeHTTP": ("enrgdaq.daq.jobs.serve_http:DAQJobServeHTTP", None),
+    "DAQJobCamera": ("enrgdaq.daq.jobs.camera:DAQJobCamera", None),
+    "DAQJobXiaomiMijia": ("enrgdaq.daq.jobs.sensor.xiaomi_mijia:DAQJobXiaomiMijia", None),
 }
 
 DEPRECATED_ALIASES = {

@@ -1,0 +1,1 @@
+"""Sensor jobs (the original's ``enrgdaq.daq.jobs.sensor`` package)."""
