@@ -42,6 +42,9 @@ BUILTIN_JOBS: dict[str, tuple[str, str | None]] = {
     "DAQJobAlertSlack": ("enrgdaq.daq.alert.alert_slack:DAQJobAlertSlack", None),
     "DAQJobPCMetrics": ("enrgdaq.daq.jobs.pc_metrics:DAQJobPCMetrics", None),
     "DAQJobServeHTTP": ("enrgdaq.daq.jobs.serve_http:DAQJobServeHTTP", None),
+    "DAQJobCAENHV": ("enrgdaq.daq.jobs.caen.hv:DAQJobCAENHV", None),
+    "DAQJobN1081B": ("enrgdaq.daq.jobs.caen.n1081b:DAQJobN1081B", None),
+    "DAQJobCAENToolbox": ("enrgdaq.daq.jobs.caen.toolbox:DAQJobCAENToolbox", None),
     "DAQJobCamera": ("enrgdaq.daq.jobs.camera:DAQJobCamera", None),
     "DAQJobXiaomiMijia": ("enrgdaq.daq.jobs.sensor.xiaomi_mijia:DAQJobXiaomiMijia", None),
 }
@@ -55,6 +58,7 @@ DEPRECATED_ALIASES = {
     "handle_alerts": "DAQJobHandleAlerts",
     "alert_slack": "DAQJobAlertSlack",
     "healthcheck": "DAQJobHealthcheck",
+    "n1081b": "DAQJobN1081B",  # the original's configs/examples/n1081b.toml
 }
 
 ENTRY_POINT_GROUP = "enrgdaq.jobs"
