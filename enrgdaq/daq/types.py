@@ -42,6 +42,7 @@ BUILTIN_JOBS: dict[str, tuple[str, str | None]] = {
     "DAQJobAlertSlack": ("enrgdaq.daq.alert.alert_slack:DAQJobAlertSlack", None),
     "DAQJobPCMetrics": ("enrgdaq.daq.jobs.pc_metrics:DAQJobPCMetrics", None),
     "DAQJobServeHTTP": ("enrgdaq.daq.jobs.serve_http:DAQJobServeHTTP", None),
+    "DAQJobCAENDigitizer": ("enrgdaq.daq.jobs.caen.digitizer:DAQJobCAENDigitizer", None),
     "DAQJobCAENHV": ("enrgdaq.daq.jobs.caen.hv:DAQJobCAENHV", None),
     "DAQJobN1081B": ("enrgdaq.daq.jobs.caen.n1081b:DAQJobN1081B", None),
     "DAQJobCAENToolbox": ("enrgdaq.daq.jobs.caen.toolbox:DAQJobCAENToolbox", None),
