@@ -10,6 +10,7 @@ current run; the supervisor restarts it as after a crash: a stop that stays is
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -116,6 +117,9 @@ def message_for(
 ) -> tuple[DAQJobMessage, list[str]]:
     """The message and the running jobs that take it. ``strict`` (one job named): a job that does
     not take the type is an error; otherwise such jobs are skipped, and none left is an error."""
+    for record in running:  # a job's module defines its message types (DAQJobMessageCAENHVSetChParam)
+        with contextlib.suppress(DAQError):
+            job_types.get(record.daq_job_type)
     kind = sendable_types().get(message_type)
     targets = [r.unique_id for r in running if kind is not None and takes(r, kind)]
     if kind is not None and not targets:
