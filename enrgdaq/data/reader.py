@@ -13,19 +13,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 import time
 from typing import Any
 
-import pyarrow as pa
-
 from enrgdaq.data import layout as L
 from enrgdaq.data.codec import SlotCodec
-from enrgdaq.data.decoder import BAD_SLOT, SlotDecoder
+from enrgdaq.data.decoder import SlotDecoder
 from enrgdaq.data.ring import Ring, fence
-from enrgdaq.data.runs import RunShape, SlotRun
+from enrgdaq.data.runs import SlotRun, start_run
 from enrgdaq.data.settings import RING_PREFIX, ring_file
 from enrgdaq.data.slot import LENGTHS, align
+from enrgdaq.data.tracker import DISOWNED, RingTracker, SlotGuard
 from enrgdaq.errors import DAQError, MessageError
 
 logger = logging.getLogger(__name__)
@@ -38,126 +36,6 @@ REJOIN_COPY_SECONDS = 2.0
 def _worth_a_line(count: int) -> bool:
     """Log the 1st, 10th, 100th, then every 1000th time (as ``enrgdaq.daq.stats.worth_a_line``)."""
     return count in (1, 10, 100) or count % 1000 == 0
-
-
-class SlotGuard:
-    """Kept alive by every zero-copy buffer of one message; its death releases the slot.
-
-    ``__del__`` (CPython frees it the moment the last buffer goes) is much
-    cheaper per message than ``weakref.finalize``.
-    """
-
-    __slots__ = ("committed_ns", "seq", "tracker")
-
-    def __init__(self, tracker: RingTracker, seq: int, committed_ns: int = 0) -> None:
-        self.tracker = tracker
-        self.seq = seq
-        self.committed_ns = committed_ns  # when the producer committed the slot (monotonic ns)
-
-    def __del__(self) -> None:
-        self.tracker.release(self.seq)
-
-
-class _Disowned:
-    """Stands in for the tracker of a guard whose slot was given back already."""
-
-    def release(self, seq: int) -> None:
-        pass
-
-
-_DISOWNED = _Disowned()
-
-
-class RingTracker:
-    def __init__(self, ring: Ring, index: int) -> None:
-        self.ring = ring
-        self.index = index
-        self.read_pos = ring.cursor(index)
-        self._next_release = self.read_pos
-        self._released: set[int] = set()
-        # Re-entrant: a guard's __del__ (which takes it) may run from a garbage collection
-        # that starts while this thread holds it.
-        self._lock = threading.RLock()
-        self._mapping = pa.py_buffer(ring.mm)
-        self.address = self._mapping.address
-        self.outstanding = 0  # guards alive: zero-copy views into the mapping
-        self._close_when_free = False
-        # Just after rejoining, the producer may not count this consumer yet: copy what is read.
-        self.copy_until = 0.0
-        self.retired = False  # its file was replaced or removed: read to the end, then unmapped
-
-    def restart_at(self, index: int) -> int:
-        """After an eviction: the entry's cursor moved to the oldest slot still intact.
-
-        What was read already is not read again; releases of overwritten slots are ignored.
-        Returns how many payloads that were never read were overwritten.
-        """
-        with self._lock:
-            self.index = index
-            oldest = self.ring.cursor(index)
-            lost = max(0, oldest - self.read_pos)
-            self.read_pos = max(self.read_pos, oldest)
-            self._next_release = oldest
-            self._released = {seq for seq in self._released if seq >= oldest}
-            return lost
-
-    def release(self, seq: int) -> None:
-        with self._lock:
-            self.outstanding -= 1
-            if self.outstanding <= 0 and self._close_when_free:
-                self._close_now()
-                return
-            if seq == self._next_release and not self._released:  # in order: the usual case
-                self._next_release = seq + 1
-                self.ring.set_cursor(self.index, seq + 1)
-                return
-            if seq < self._next_release:
-                return
-            self._released.add(seq)
-            advanced = False
-            while self._next_release in self._released:
-                self._released.discard(self._next_release)
-                self._next_release += 1
-                advanced = True
-            if advanced:
-                self.ring.set_cursor(self.index, self._next_release)
-
-    def release_range(self, first: int, last: int, count: int) -> None:
-        """A run's guard died: ``count`` slots, ``first`` to ``last``, given back at once (``last``
-        below 0: none given back, see ``keep_in_ring``)."""
-        with self._lock:
-            self.outstanding -= count
-            if self.outstanding <= 0 and self._close_when_free:
-                self._close_now()
-                return
-            if last < self._next_release:
-                return
-            if first == self._next_release and not self._released:  # in order: the usual case
-                self._next_release = last + 1
-                self.ring.set_cursor(self.index, last + 1)
-                return
-            self._released.update(range(max(first, self._next_release), last + 1))
-            advanced = False
-            while self._next_release in self._released:
-                self._released.discard(self._next_release)
-                self._next_release += 1
-                advanced = True
-            if advanced:
-                self.ring.set_cursor(self.index, self._next_release)
-
-    def close(self) -> None:
-        """Unmap, or, while a zero-copy table still points into the mapping, once the last one goes."""
-        with self._lock:
-            if self.outstanding > 0:
-                self._close_when_free = True
-                return
-            self._close_now()
-
-    def _close_now(self) -> None:
-        self._close_when_free = False
-        if hasattr(self, "_mapping"):
-            del self._mapping
-            self.ring.close()
 
 
 class RingReader:
@@ -327,7 +205,7 @@ class RingReader:
                     and mm[start + 8 : head] == layout
                     and mm[start + meta_off : start + meta_off + meta_len] == meta
                 ):
-                    run = self._start_run(tracker, view, start, nbytes, size, seq, committed_ns)
+                    run = start_run(self.decoder, tracker, view, start, nbytes, size, seq, committed_ns)
                     if run is not None:
                         layout_len, nbytes_run = lengths[0], nbytes
                         area_off, layout = align(8 + lengths[0] + lengths[1]), mm[start + 8 : head]
@@ -353,7 +231,7 @@ class RingReader:
                 self.corrupted += 1
                 # Given back here, and logged as text: a traceback kept by a log handler would keep
                 # this frame's guards alive, and a slot never given back stops the cursor for good.
-                guard.tracker = _DISOWNED  # type: ignore[assignment]
+                guard.tracker = DISOWNED  # type: ignore[assignment]
                 tracker.release(seq)
                 logger.error(
                     "[%s] corrupt slot %d in ring %s; skipped: %s", self.consumer, seq, ring.name, str(exc)
@@ -371,45 +249,6 @@ class RingReader:
                 tracker.outstanding -= unguarded
         tracker.read_pos = seq
         ring.heartbeat(index)
-
-    def _start_run(
-        self,
-        tracker: RingTracker,
-        view: memoryview,
-        start: int,
-        nbytes: int,
-        size: int,
-        seq: int,
-        committed_ns: int,
-    ) -> SlotRun | None:
-        """A run that starts with the slot at ``start``; None if that slot is not a record batch
-        (or does not look like a sound one: it is then decoded alone, which says why)."""
-        layout_len, header_len = LENGTHS.unpack_from(view, start)
-        head = start + 8 + layout_len
-        try:
-            plan = self.decoder.plan(bytes(view[start + 8 : head]))
-        except MessageError:
-            return None
-        if plan.batch is None or plan.schema is None:
-            return None
-        lead, length = plan.batch
-        at = align(8 + layout_len + header_len) + lead  # the record-batch message, from the slot's start
-        if lead < 0 or length <= 0 or nbytes > size or at + length > nbytes:
-            return None
-        batch = view[start + at : start + at + length]
-        shape = plan.shape
-        if shape is None:
-            try:
-                shape = plan.shape = RunShape(plan, batch)
-            except BAD_SLOT:
-                return None
-        if batch[: shape.meta_len] != shape.meta:
-            return None
-        run = SlotRun(
-            tracker, plan, shape, tracker.address + start + at, seq, committed_ns, (head, header_len)
-        )
-        run._meta_at = at
-        return run
 
     def _forget(self, tracker: RingTracker) -> None:
         for key, found in list(self.trackers.items()):

@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from enrgdaq.data.decoder import BAD_SLOT, SlotDecoder
+from enrgdaq.data.slot import LENGTHS, align
 from enrgdaq.errors import MessageError
 
 if TYPE_CHECKING:
     from enrgdaq.data.decoder import _Plan
-    from enrgdaq.data.reader import RingTracker
+    from enrgdaq.data.tracker import RingTracker
 
 
 class RunGuard:
@@ -183,3 +185,42 @@ class SlotRun:
     def release(self) -> None:
         """Done with the run: its slots go back once no view into them is left."""
         self._ring_guard = None
+
+
+def start_run(
+    decoder: SlotDecoder,
+    tracker: RingTracker,
+    view: memoryview,
+    start: int,
+    nbytes: int,
+    size: int,
+    seq: int,
+    committed_ns: int,
+) -> SlotRun | None:
+    """A run that starts with the slot at ``start`` (an offset in the mapping ``view``); None if that
+    slot is not a record batch, or does not look like a sound one (it is then decoded alone, which
+    says why)."""
+    layout_len, header_len = LENGTHS.unpack_from(view, start)
+    head = start + LENGTHS.size + layout_len
+    try:
+        plan = decoder.plan(bytes(view[start + LENGTHS.size : head]))
+    except MessageError:
+        return None
+    if plan.batch is None or plan.schema is None:
+        return None
+    lead, length = plan.batch
+    at = align(LENGTHS.size + layout_len + header_len) + lead  # the record-batch message in the slot
+    if lead < 0 or length <= 0 or nbytes > size or at + length > nbytes:
+        return None
+    batch = view[start + at : start + at + length]
+    shape = plan.shape
+    if shape is None:
+        try:
+            shape = plan.shape = RunShape(plan, batch)
+        except BAD_SLOT:
+            return None
+    if batch[: shape.meta_len] != shape.meta:
+        return None
+    run = SlotRun(tracker, plan, shape, tracker.address + start + at, seq, committed_ns, (head, header_len))
+    run._meta_at = at
+    return run
