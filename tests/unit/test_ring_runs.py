@@ -194,6 +194,31 @@ def test_a_run_kept_for_the_next_run_gives_nothing_back(ring: tuple[DataPlaneSet
         reader.close()
 
 
+def test_a_consumer_that_dies_holding_a_run_gets_all_of_it_again_from_its_cursor(
+    ring: tuple[DataPlaneSettings, RingWriter],
+) -> None:
+    settings, writer = ring
+    first = reader_of(settings)
+    again = None
+    try:
+        for n in range(3):
+            send(writer, n)
+        (held,) = first.drain(runs=True)  # taken, never written: the process dies now
+        again = reader_of(settings)  # the store's next run, with the same name
+        (run,) = again.drain(runs=True)
+        assert [int(v) for v in run.column(0)[:, 0]] == [0, 1, 2]
+        run.release()
+        del run
+        gc.collect()
+        assert cursor(writer) == 3
+        del held
+    finally:
+        gc.collect()
+        first.close()
+        if again is not None:
+            again.close()
+
+
 class RunStore(DAQJobStore):
     """Takes runs; keeps the first value of each payload; "writes" at store_loop; may fail."""
 
