@@ -74,20 +74,23 @@ class DAQJobCAENDigitizer(DAQJob):
 
     def start(self) -> None:
         driver = self._driver = self.new_driver()
+        started = False
         try:
             if self.config.restart_driver_command and not self.config.simulated:
                 self._logger.info("running restart_driver_command")
                 if not run_restart_command(self.config.restart_driver_argv(), lambda: self._has_been_freed):
                     return
             driver.open()
-            self._logger.info("opened %s", driver.describe())
             driver.configure()
             driver.start()
-            self._logger.info("acquisition started")
+            started = True
+            self._logger.info("acquisition started: %s", driver.describe())
             self._acquire(driver)
         finally:
             self._close_driver()
-            self._flush()
+            if started:  # the rows and stats of the last moments
+                self._flush()
+                self._send_stats(driver)
 
     def request_stop(self) -> None:
         if self._stop_asked is None:
@@ -111,7 +114,6 @@ class DAQJobCAENDigitizer(DAQJob):
             if now >= next_stats:
                 self._send_stats(driver)
                 next_stats = now + STATS_SECONDS
-        self._send_stats(driver)
 
     def _take(self, block: Any) -> None:
         columns, stats = self._processor.process(block)
