@@ -10,6 +10,7 @@ import json
 
 from enrgdaq.control.keys import Keys
 from enrgdaq.control.lifecycle import JobState
+from enrgdaq.control.masking import mask_value
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.status import JobStatus, collect_status
 from enrgdaq.models import SupervisorInfo
@@ -109,8 +110,10 @@ def api_url(registry: JobRegistry) -> str | None:
 
 
 def status_report(registry: JobRegistry, info: SupervisorInfo) -> dict[str, object]:
-    """The whole status document of one supervisor, read from Redis now."""
+    """The whole status document of one supervisor, read from Redis now, with every secret an
+    error text might quote (a database URL's password, a webhook path) masked."""
     report = collect_status(registry, info)
     doc = status_document(info.supervisor_id, report.jobs, report.supervisor_alive, report.problems)
     doc["api_url"] = api_url(registry)
-    return doc
+    masked: dict[str, object] = mask_value(doc)
+    return masked
