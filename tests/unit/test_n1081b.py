@@ -274,3 +274,27 @@ def _run(job: DAQJobN1081B, errors: list[BaseException]) -> None:
         job.start()
     except BaseException as exc:
         errors.append(exc)
+
+
+def test_without_websocket_client_the_class_stays_and_a_real_unit_names_the_extra() -> None:
+    """The original's class vanished when its SDK was missing; here only a real unit needs it."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.modules["websocket"] = None  # import websocket now fails, as without the extra
+from enrgdaq.config.decode import decode
+from enrgdaq.daq.types import get_daq_job_class
+from enrgdaq.errors import DeviceLibraryMissingError
+cls = get_daq_job_class("DAQJobN1081B")
+text = {BASE + STORE!r}
+job = cls(decode(text, cls.config_type, "n1081b.toml"))
+try:
+    job.start()
+except DeviceLibraryMissingError as exc:
+    print("MISSING:", exc)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "MISSING:" in result.stdout, result.stdout + result.stderr
+    assert "pip install 'enrgdaq[caen]'" in result.stdout

@@ -57,7 +57,13 @@ class DAQJobN1081BConfig(DAQJobConfig, kw_only=True):
     port: str | int
     password: str
     sections_to_store: list[str]
-    store_config: Any
+    store_config: Annotated[
+        Any,
+        msgspec.Meta(
+            description="A DAQJobStoreConfig table ([store_config.csv] ...), or the original's early form: "
+            "[store_config] with daq_job_store_type and that store's keys"
+        ),
+    ]
     simulate: bool = False
     simulation: N1081BSimulationConfig = msgspec.field(default_factory=N1081BSimulationConfig)
     poll_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = N1081B_QUERY_INTERVAL_SECONDS
