@@ -178,19 +178,26 @@ def test_the_original_camera_and_mijia_examples_show_their_error_and_are_retried
         seen: dict[str, set[str]] = {uid: set() for uid in extras}
 
         def retried() -> bool:
-            for uid, job in jobs(workdir).items():
-                if uid in seen:
-                    seen[uid].add(job["state"])
             now = jobs(workdir)
+            for uid in seen:
+                if uid in now:
+                    seen[uid].add(now[uid]["state"])
             return all(
-                "restart_scheduled" in seen[uid]
+                uid in now
+                and "restart_scheduled" in seen[uid]
                 and now[uid]["restarts"] >= 2
                 and extra in str(now[uid].get("last_error") or now[uid].get("error"))
                 for uid, extra in extras.items()
             )
 
         wait_for(retried, 40, "both examples failing on their missing library and restarted twice", 0.1)
-        text = enrgdaq(workdir, "status").stdout
+        # The table's error line, as a person reads it while the job waits for its restart.
+        text = wait_for(
+            lambda: (out := enrgdaq(workdir, "status").stdout).count("needs its vendor library") == 2 and out,
+            20,
+            "both errors in `enrgdaq status`",
+            0.1,
+        )
         libraries_here = {uid: job for uid, job in jobs(workdir).items() if uid in extras}
     finally:
         code = stop_up(up, timeout=60)
@@ -199,5 +206,5 @@ def test_the_original_camera_and_mijia_examples_show_their_error_and_are_retried
         assert f"pip install '{extra}'" in str(
             libraries_here[uid].get("last_error") or libraries_here[uid]["error"]
         )
-    # The table names the state; the error line shows while the job waits for its restart.
-    assert "restart_scheduled" in text or "starting" in text or "running" in text, text
+    for uid, extra in extras.items():
+        assert any(line.startswith(f"{uid}: ") and extra in line for line in text.splitlines()), text
