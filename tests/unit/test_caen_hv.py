@@ -265,6 +265,7 @@ class Device:
     """A stand-in of ``caenhvwrapper.Device`` with the binding's method names and types."""
 
     opened: list[tuple[Any, ...]] = []
+    instances: list[Device] = []
     hang_open = threading.Event()
     fail_reads = False
 
@@ -280,7 +281,8 @@ class Device:
         cls.opened.append((system_type, link_type, arg, username, password))
         while cls.hang_open.is_set():
             time.sleep(0.01)
-        return cls()
+        cls.instances.append(cls())
+        return cls.instances[-1]
 
     def get_crate_map(self) -> tuple[Board | None, ...]:
         return (None, Board(1, "A1535SN", "24 Ch Neg. 3.5KV", 42, 2))
@@ -321,6 +323,7 @@ class LinkType(IntEnum):
 
 def binding() -> Any:
     Device.opened = []
+    Device.instances = []
     Device.fail_reads = False
     Device.hang_open.clear()
     return SimpleNamespace(
@@ -381,6 +384,7 @@ def test_a_job_whose_device_fails_ends_with_device_error_after_closing_it(caplog
     with pytest.raises(DeviceError, match="cannot read"):
         job.start()
     assert "s3cret-pw" not in caplog.text
+    wait_until(lambda: Device.instances[0].closed)  # closed by the job before its run ended
 
 
 def test_stop_is_honoured_within_a_second_while_the_binding_hangs() -> None:
