@@ -80,6 +80,17 @@ def test_events_whose_peak_stays_below_the_event_threshold_are_dropped_whole() -
     assert set(both["event_counter"].tolist()) == {1, 2}
 
 
+def test_events_without_channels_count_but_give_no_rows() -> None:
+    empty = EventBlock(
+        samples=np.zeros((2, 0, 0), dtype=np.uint16),
+        channels=np.zeros(0, dtype=np.uint8),
+        event_counter=np.array([1, 2], dtype=np.uint32),
+        trigger_time_tag=np.array([5, 6], dtype=np.uint32),
+    )
+    columns, stats = WaveformProcessor(filter_threshold_mv=50, event_peak_threshold_mv=30).process(empty)
+    assert len(columns["value_mv"]) == 0 and stats.acq_events == 2 and stats.total_samples_raw == 0
+
+
 def test_timestamps_are_the_time_tag_in_ns_plus_the_sample_index_across_rollovers() -> None:
     top = 2**31 - 1
     processor = WaveformProcessor(filter_threshold_mv=0)

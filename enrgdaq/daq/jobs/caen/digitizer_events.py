@@ -117,6 +117,9 @@ class WaveformProcessor:
         started = time.perf_counter_ns()
         samples = block.samples
         events, _, length = samples.shape
+        if samples.size == 0:  # no channel enabled: events count, rows there are none
+            samples = np.zeros((events, 0, 1), dtype=np.uint16)
+            length = 1
         head = max(1, int(length * BASELINE_FRACTION))
         baseline = samples[:, :, :head].mean(axis=2, dtype=np.float32)
         scaled = np.subtract(samples, baseline[:, :, None], dtype=np.float32)
@@ -124,7 +127,7 @@ class WaveformProcessor:
         value_mv = scaled.astype(np.int16)  # truncated toward zero, as the original's C
         magnitude = np.abs(value_mv)
         keep = magnitude >= self.filter_threshold_mv
-        if self.event_peak_threshold_mv > 0 and events:
+        if self.event_peak_threshold_mv > 0 and magnitude.size:
             loud = magnitude.max(axis=(1, 2)) >= self.event_peak_threshold_mv
             keep &= loud[:, None, None]
         event_idx, channel_idx, sample_idx = np.nonzero(keep)
@@ -145,8 +148,8 @@ class WaveformProcessor:
             sum_value_mv_squared=int((wide * wide).sum()),
             min_value_mv=int(values.min()) if values.size else None,
             max_value_mv=int(values.max()) if values.size else None,
-            samples_filtered_out=int(samples.size - values.size),
-            total_samples_raw=int(samples.size),
+            samples_filtered_out=int(block.samples.size - values.size),
+            total_samples_raw=int(block.samples.size),
         )
         stats.processing_time_ns = time.perf_counter_ns() - started
         return columns, stats
