@@ -5,8 +5,8 @@ API (the ``enrgdaq api`` process), and the stored ``ch_param`` rows show VMon ra
 it at RUp; the N1081B's counters and the toolbox's registers arrive as rows. The original's
 three example files, unchanged, pass ``enrgdaq check``; run here (no crate, no CAEN library,
 no caen-toolbox, nothing at 1.2.3.4) each shows its device or library error in
-``enrgdaq status`` and is scheduled for a restart, again and again, while the simulated jobs
-on the same worker keep writing. No password appears in the status or the logs.
+``enrgdaq status`` and is scheduled for a restart (the N1081B's and the toolbox's have been
+restarted already), while the simulated jobs on the same worker keep writing. No password appears in the status or the logs.
 """
 
 from __future__ import annotations
