@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from enrgdaq.cli.main import main
 from enrgdaq.config.loader import load_job_text
 from enrgdaq.daq.jobs.camera import DAQJobCamera, DAQJobCameraConfig, TimeTextPosition
 from enrgdaq.daq.jobs.camera.movement import MovementDetector
@@ -336,3 +337,13 @@ def test_a_failing_camera_ends_the_run_with_a_device_error_after_releasing_it(mo
     assert cv2.captures[0].released
     assert len(job.message_out) >= 1  # the frames it had were stored (JPEG from the binding)
     assert cv2.encoded and set(cv2.encoded) == {".jpg"}
+
+
+def test_the_original_example_passes_check_unchanged(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    upstream = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "upstream_configs")
+    with open(os.path.join(upstream, "camera.toml")) as f:
+        text = f.read()
+    assert "camera_device_index = 0  #" in text and "\ncamera_device_index" not in text  # neither is set
+    (tmp_path / "camera.toml").write_text(text)
+    assert main(["check", str(tmp_path)]) == 0
+    assert "DAQJobCamera 'camera' on queue 'camera'" in capsys.readouterr().out

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from enrgdaq.cli.main import main
 from enrgdaq.config.loader import load_job_text
 from enrgdaq.daq.jobs.sensor.lywsd03mmc import (
     DATA_CHARACTERISTIC_UUID,
@@ -261,3 +264,10 @@ def test_a_stop_during_the_retry_delay_ends_the_run_within_a_second() -> None:
     thread.join(2)
     assert not thread.is_alive() and time.monotonic() - asked < 1.0 and result == [None]
     job.free()
+
+
+def test_the_original_example_passes_check_unchanged(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    upstream = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "upstream_configs")
+    shutil.copy(os.path.join(upstream, "xiaomi_mijia.toml"), tmp_path / "xiaomi_mijia.toml")
+    assert main(["check", str(tmp_path)]) == 0
+    assert "DAQJobXiaomiMijia 'xiaomi_mijia' on queue 'sensors'" in capsys.readouterr().out

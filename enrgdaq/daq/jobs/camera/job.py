@@ -32,7 +32,7 @@ class DAQJobCamera(DAQJob):
     config_type = DAQJobCameraConfig
     config: DAQJobCameraConfig
     queue: ClassVar[str] = "camera"
-    multiprocessing_method = "spawn"
+    multiprocessing_method = "spawn"  # the original's attribute, kept; the worker pool runs the job
 
     driver: CameraDriver | None = None
     frames_stored = 0
