@@ -142,6 +142,7 @@ def test_the_hardware_examples_check_and_run_with_simulated_devices(tmp_path) ->
 
     errors = {uid: job.get("last_error") or job.get("error") for uid, job in states.items()}
     assert not any(errors.values()), errors  # no job failed on its way (simulated devices never do)
+    assert (states["camera"]["queue"], states["xiaomi_mijia"]["queue"]) == ("camera", "sensors")
     assert first.startswith(b"\x89PNG\r\n\x1a\n")  # the simulated camera's frames are PNG
     rows = csv_rows(os.path.join(out, "*xiaomi_mijia.csv"))
     assert set(rows[0]) == {"timestamp", "temperature", "humidity", "battery"}
