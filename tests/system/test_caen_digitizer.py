@@ -100,6 +100,10 @@ def test_simulated_digitizer_writes_waveforms_and_stops_within_a_second(tmp_path
             "waveform rows",
         )
 
+        # Through the job's ring (zero-copy for the store), every message delivered.
+        data = job(workdir, "caen_digitizer")["data"]
+        assert data["ring_slots"] > 0 and data["unrouted"] == 0 and data["ring_dropped"] == 0, data
+
         stopped = enrgdaq(workdir, "stop", "caen_digitizer")
         assert stopped.returncode == 0, stopped.stderr
         # Measured in the job's process: from the stop request reaching it (the lease keeper's
