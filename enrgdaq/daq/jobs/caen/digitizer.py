@@ -25,7 +25,7 @@ import pyarrow as pa
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.jobs.caen.digitizer_command import run_restart_command
 from enrgdaq.daq.jobs.caen.digitizer_config import BaselinePosition, DAQJobCAENDigitizerConfig
-from enrgdaq.daq.jobs.caen.digitizer_driver import DigitizerDriver, make_driver
+from enrgdaq.daq.jobs.caen.digitizer_driver import DigitizerDriver, EventBlock, make_driver
 from enrgdaq.daq.jobs.caen.digitizer_events import (
     WAVEFORM_ROW_BYTES,
     AcquisitionStats,
@@ -49,6 +49,8 @@ DEFAULT_SLOT_BYTES = 2**20
 
 
 class DAQJobCAENDigitizer(DAQJob):
+    """Waveform rows and once-a-second stats of a CAEN digitizer, or of a simulated one."""
+
     config_type = DAQJobCAENDigitizerConfig
     config: DAQJobCAENDigitizerConfig
     queue: ClassVar[str] = "caen"
@@ -115,7 +117,7 @@ class DAQJobCAENDigitizer(DAQJob):
                 self._send_stats(driver)
                 next_stats = now + STATS_SECONDS
 
-    def _take(self, block: Any) -> None:
+    def _take(self, block: EventBlock) -> None:
         columns, stats = self._processor.process(block)
         self._window.add(stats)
         rows = len(columns["value_mv"])
