@@ -118,6 +118,11 @@ class MessageError(DAQError):
     """Raised when a message cannot be encoded or a received frame cannot be decoded."""
 
 
+class PayloadIndexError(MessageError, IndexError):
+    """Raised when a store asks a run of ring payloads for a payload it does not hold (an
+    IndexError too, so that a loop over the run ends as Python's loops expect)."""
+
+
 class MessageRejectedError(MessageError):
     """Raised when a job is handed a message of a type it does not take."""
 

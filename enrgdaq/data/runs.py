@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from enrgdaq.data.decoder import BAD_SLOT, SlotDecoder
 from enrgdaq.data.slot import LENGTHS, align
-from enrgdaq.errors import MessageError
+from enrgdaq.errors import MessageError, PayloadIndexError
 
 if TYPE_CHECKING:
     from enrgdaq.data.decoder import _Plan
@@ -158,7 +158,7 @@ class SlotRun:
     def table(self, j: int) -> pa.Table:
         """Payload ``j``'s table, zero-copy (it holds the run's slots while it lives)."""
         if not 0 <= j < self.count:
-            raise IndexError(j)
+            raise PayloadIndexError(f"payload {j} of a run of {self.count}")
         size = self._plan.batch[1]  # type: ignore[index]
         buffer = pa.foreign_buffer(self._start + j * self._stride, size, base=self._guard())
         return pa.Table.from_batches([pa.ipc.read_record_batch(buffer, self.schema)])
