@@ -167,7 +167,7 @@ class StoreOutbox:
                     writer.slowest(),
                 )
             return True
-        self.counters.record_out(0)
+        self.counters.record_out(writer.last_nbytes)
         if writer.needs_wakeup():
             self._send_notify(writer.name, message.topics)
         return True

@@ -52,6 +52,7 @@ class RingReader:
         self.decoder = SlotDecoder(codec)
         self.lost = 0
         self.corrupted = 0
+        self.bytes_read = 0  # payload bytes of the slots taken (a store's bytes in)
         self.bad_names = 0  # ring names that are no plain ring file of run_dir: refused, never opened
 
     def scan(self) -> None:
@@ -219,8 +220,10 @@ class RingReader:
                         run = None
                     elif run.first_seq == seq:
                         out.append(run)
+                        self.bytes_read += nbytes
                     else:
                         run._add(committed_ns, (head, lengths[1]))
+                        self.bytes_read += nbytes
                     next_slot = slot + 1
                     seq += 1
                     continue
@@ -243,6 +246,7 @@ class RingReader:
                 seq += 1
                 continue
             out.append(message)
+            self.bytes_read += nbytes
             seq += 1
         if unguarded:
             with tracker._lock:

@@ -38,6 +38,7 @@ class RingWriter:
             raise ConfigError(f"{producer_id!r} cannot name a ring file in {settings.run_dir}")
         self.ring = Ring.create(path, slot_count, settings.slot_bytes)
         self.encoder = SlotEncoder(codec)
+        self.last_nbytes = 0  # bytes of the last payload written (the producer's bytes out)
         self._known: dict[str, int] = {}  # consumer name -> its entry
         self._hashes: dict[str, int] = {}
         self._active: list[int] = []
@@ -122,6 +123,7 @@ class RingWriter:
         words[row + L.S_SEQ] = seq
         words[L.WRITE_SEQ_W] = seq + 1
         words[L.WRITTEN_BYTES_W] += nbytes
+        self.last_nbytes = nbytes
         return seq
 
     def _wait_for_slot(self, seq: int) -> None:

@@ -43,3 +43,28 @@ def test_slots_are_released_after_the_rows_are_flushed_not_before(tmp_path) -> N
     finally:
         store.free()
         writer.close()
+
+
+def test_a_stores_bytes_in_are_the_ring_payload_bytes_it_took(tmp_path) -> None:
+    """Stats (and the stats handler's rows, Flower's bytes/s) count what came through the ring."""
+    run_dir, out_dir = str(tmp_path / "run"), str(tmp_path / "out")
+    os.makedirs(run_dir)
+    settings = DataPlaneSettings(run_dir=run_dir, ring_bytes=8 * 4096, slot_bytes=4096)
+    store = DAQJobStoreCSV(
+        DAQJobStoreCSVConfig(daq_job_type="DAQJobStoreCSV", daq_job_unique_id="store_csv", out_dir=out_dir)
+    )
+    store.configure_data_plane(settings)
+    writer = RingWriter("producer", settings)
+    try:
+        writer.ensure_consumers(["store_csv"])
+        config = DAQJobStoreConfig(csv=DAQJobStoreConfigCSV(file_path="rows.csv"))
+        written = 0
+        for number in range(3):
+            writer.write(DAQJobMessageStorePyArrow(store_config=config, table=pa.table({"n": [number]})))
+            assert writer.last_nbytes > 0
+            written += writer.last_nbytes
+        store._poll_rings()
+        assert store.data_plane_stats()["processed_bytes"] == written
+    finally:
+        store.free()
+        writer.close()

@@ -188,6 +188,8 @@ class DAQJobStore(StoreHandling, DAQJob):
         stats = super().data_plane_stats()
         if self._rings is not None:
             stats.update(
+                # Ring payloads are counted here: the message path above sees no sizes.
+                processed_bytes=self.counters.processed_bytes + self._rings.bytes_read,
                 ring_lost=self._rings.lost,
                 ring_corrupted=self._rings.corrupted,
                 ring_unreleased=self._unreleased_slots() + len(self._held),
