@@ -366,8 +366,17 @@ def test_templates_and_nodes(running: Running) -> None:
     messages = {t["type_key"] for t in running.http.get("/api/templates/messages").json()}
     assert {"DAQJobMessageStoreTabular", "DAQJobMessageStop"} <= messages
     assert "DAQJobMessageRoutes" not in messages  # the plane's own traffic is not sent by hand
-    [node] = [n for n in running.http.get("/api/nodes").json() if n["supervisor_id"] == running.supervisor_id]
-    assert node["alive"] is True and node["jobs"] == {"running": 2}
+
+    def this_node() -> dict[str, Any]:
+        nodes = running.http.get("/api/nodes").json()
+        [node] = [n for n in nodes if n["supervisor_id"] == running.supervisor_id]
+        return dict(node)
+
+    # Both jobs run again (an earlier test of this module restarted one; its new run may still start).
+    node = wait_for(
+        lambda: (n := this_node())["jobs"] == {"running": 2} and n, 20, "both jobs running on the node"
+    )
+    assert node["alive"] is True
     assert running.http.get(f"/api/nodes/{running.supervisor_id}/status").json()["supervisor_id"] == (
         running.supervisor_id
     )
