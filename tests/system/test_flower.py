@@ -23,7 +23,9 @@ from tests.harness.up import enrgdaq, start_up, stop_up, user_env
 from tests.harness.waiting import stays, wait_for
 from tests.system.test_cli import private_configs
 
-pytestmark = pytest.mark.system
+# One at a time (xdist group "up"): these run `enrgdaq up` with the examples' supervisor id or
+# the default API port 8000, which two at once would share.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("up")]
 
 AUTH = "operator:flower-test-secret"
 _RATE = re.compile(r"^(?P<dir>out|in) (?P<rate>[\d.]+) msg/s, [\d.]+ [kMG]?B/s$")

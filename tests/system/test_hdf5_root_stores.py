@@ -23,7 +23,9 @@ from tests.harness.waiting import wait_for
 from tests.system.test_policies import enrgdaq
 from tests.system.test_store_losses import output_dir_replaced_by_a_file, status_of
 
-pytestmark = pytest.mark.system
+# One at a time (xdist group "up"): these run `enrgdaq up` with the examples' supervisor id or
+# the default API port 8000, which two at once would share.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("up")]
 
 UPSTREAM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "upstream_configs")
 STORES = {

@@ -22,7 +22,9 @@ from tests.harness.up import enrgdaq, start_up, stop_up
 from tests.harness.waiting import wait_for
 from tests.system.monitoring_webhook import WebhookServer
 
-pytestmark = pytest.mark.system
+# One at a time (xdist group "up"): these run `enrgdaq up` with the examples' supervisor id or
+# the default API port 8000, which two at once would share.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("up")]
 
 UPSTREAM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "upstream_configs")
 

@@ -20,7 +20,9 @@ from tests.harness.system import csv_rows
 from tests.harness.up import start_up, user_env
 from tests.harness.waiting import wait_for
 
-pytestmark = pytest.mark.system
+# One at a time (xdist group "up"): these run `enrgdaq up` with the examples' supervisor id or
+# the default API port 8000, which two at once would share.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("up")]
 
 
 def flower_tasks(port: int, auth: str) -> dict[str, dict[str, object]]:

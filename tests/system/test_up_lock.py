@@ -29,7 +29,9 @@ from tests.harness.system import csv_rows
 from tests.harness.up import start_up, stop_up, user_env
 from tests.harness.waiting import wait_for
 
-pytestmark = pytest.mark.system
+# One at a time (xdist group "up"): these run `enrgdaq up` with the examples' supervisor id or
+# the default API port 8000, which two at once would share.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("up")]
 
 PR_SET_CHILD_SUBREAPER = 36
 STARTED_AT = re.compile(r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
