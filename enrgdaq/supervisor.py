@@ -36,7 +36,7 @@ from enrgdaq.control.connection import connect, redact
 from enrgdaq.control.dispatch import dispatch_due
 from enrgdaq.control.events import FailedTaskListenerProcess
 from enrgdaq.control.lifecycle import JobState
-from enrgdaq.control.node import SupervisorRecord, mark_alive, this_host
+from enrgdaq.control.node import STARTING_ALIVE_TTL_MS, SupervisorRecord, mark_alive, this_host
 from enrgdaq.control.reconcile import Reconciler
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.shutdown import stop_all_jobs
@@ -175,7 +175,7 @@ class Supervisor:
             restart_backoff_max_seconds=self.config.restart_backoff_max_seconds,
             data_plane=self.data_plane_settings(),
         ).save(client)
-        mark_alive(client, self.supervisor_id)
+        mark_alive(client, self.supervisor_id, STARTING_ALIVE_TTL_MS)
 
     def data_plane_settings(self) -> DataPlaneSettings:
         assert self.config is not None

@@ -20,6 +20,9 @@ from enrgdaq.errors import SupervisorNotFoundError
 from enrgdaq.models import SupervisorInfo
 
 SUPERVISOR_ALIVE_TTL_MS = 3000
+STARTING_ALIVE_TTL_MS = 20_000
+"""How long a supervisor that has just started counts as alive before beat's first heartbeat
+tick: ``enrgdaq up`` starts beat only once the jobs run, seconds later on a busy machine."""
 
 
 class SupervisorRecord(msgspec.Struct, kw_only=True):
@@ -59,8 +62,8 @@ class SupervisorRecord(msgspec.Struct, kw_only=True):
         return found
 
 
-def mark_alive(client: redis.Redis, supervisor_id: str) -> None:
-    client.set(Keys(supervisor_id).supervisor_alive, json.dumps(time.time()), px=SUPERVISOR_ALIVE_TTL_MS)
+def mark_alive(client: redis.Redis, supervisor_id: str, ttl_ms: int = SUPERVISOR_ALIVE_TTL_MS) -> None:
+    client.set(Keys(supervisor_id).supervisor_alive, json.dumps(time.time()), px=ttl_ms)
 
 
 def this_host() -> str:

@@ -6,7 +6,8 @@ it at RUp; the N1081B's counters and the toolbox's registers arrive as rows. The
 three example files, unchanged, pass ``enrgdaq check``; run here (no crate, no CAEN library,
 no caen-toolbox, nothing at 1.2.3.4) each shows its device or library error in
 ``enrgdaq status`` and is scheduled for a restart (the N1081B's and the toolbox's have been
-restarted already), while the simulated jobs on the same worker keep writing. No password appears in the status or the logs.
+restarted already), while the simulated jobs on the same worker keep writing. No password
+appears in the status or the logs.
 """
 
 from __future__ import annotations

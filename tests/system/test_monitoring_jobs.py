@@ -118,15 +118,23 @@ def test_a_killed_producer_raises_alerts_that_reach_slack_and_the_alerts_csv(tmp
                 got = hook.messages()
                 return all(any(t in m for m in got) for t in texts)
 
-            wait_for(
-                lambda: delivered("[producer_a] DAQJobTest stopped running", "[producer_a] stopped sending"),
-                30,
+            def await_alerts(what: str, *texts: str) -> None:
+                try:
+                    wait_for(lambda: delivered(*texts), 45, what)
+                except AssertionError as exc:
+                    log = enrgdaq(workdir, "logs", "healthcheck", "-n", "40").stdout
+                    got = hook.messages()
+                    raise AssertionError(f"{exc}; delivered: {got}; healthcheck log:\n{log}") from None
+
+            await_alerts(
                 "the down alerts at the webhook",
+                "[producer_a] DAQJobTest stopped running",
+                "[producer_a] stopped sending",
             )
-            wait_for(
-                lambda: delivered("[producer_a] DAQJobTest is running again", "[producer_a] sending again"),
-                30,
+            await_alerts(
                 "the recovery alerts at the webhook",
+                "[producer_a] DAQJobTest is running again",
+                "[producer_a] sending again",
             )
             wait_for(
                 lambda: any(

@@ -35,7 +35,13 @@ DOCKERIGNORE_PATH = os.path.join(REPO, ".dockerignore")
 
 RUN_DIR = "/dev/shm/enrgdaq"
 CELERY = ["celery", "-A", "enrgdaq"]
-WORKER_QUEUES = {"worker-default": "default", "worker-store": "store", "worker-caen": "caen"}
+WORKER_QUEUES = {
+    "worker-default": "default",
+    "worker-store": "store",
+    "worker-caen": "caen",
+    "worker-camera": "camera",
+    "worker-sensors": "sensors",
+}
 
 Doc = dict[str, Any]
 
