@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -37,6 +38,9 @@ from enrgdaq.daq.store.models import DAQJobMessageStore
 from enrgdaq.daq.topics import Topic, exact, prefix
 from enrgdaq.errors import DAQJobStopError, MessageRejectedError
 from enrgdaq.models import SupervisorInfo
+
+STOP_CHECK_SECONDS = 0.1
+"""How often :meth:`DAQJob.sleep_until` looks for a stop request (jobs stop within 1 s)."""
 
 
 class JobLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
@@ -255,6 +259,17 @@ class DAQJob(StoreOutbox):
         """Release what the job holds (files, devices) and write what it buffered; ``free()``
         calls it once, before the job's sockets close. Override it (and call ``super()``)
         rather than defining ``__del__``, which garbage collection may run at any time."""
+
+    def sleep_until(self, due: float) -> bool:
+        """Wait until ``due`` (a ``time.monotonic()`` time) in steps of at most
+        :data:`STOP_CHECK_SECONDS`, so that a poll loop built on it ends within that long of a
+        stop request. False if the job was stopped before ``due``."""
+        while not self._has_been_freed:
+            left = due - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, STOP_CHECK_SECONDS))
+        return False
 
     def free(self, for_good: bool = False) -> None:
         """Stop the job and release what it holds (files, devices, sockets); runs once.

@@ -25,8 +25,6 @@ from enrgdaq.daq.jobs.camera.movement import Frame, MovementDetector
 from enrgdaq.daq.jobs.camera.overlay import draw_time_text
 from enrgdaq.daq.store.models import DAQJobMessageStoreRaw
 
-STOP_CHECK_SECONDS = 0.1
-
 
 class DAQJobCamera(DAQJob):
     config_type = DAQJobCameraConfig
@@ -56,15 +54,8 @@ class DAQJobCamera(DAQJob):
                 self._store(frame, moved, detector.last_fraction)
                 last_stored = now
             due += self.config.store_interval_seconds
-            self._sleep_until(due)
+            self.sleep_until(due)
             due = max(due, time.monotonic() - self.config.store_interval_seconds)  # no catch-up burst
-
-    def _sleep_until(self, due: float) -> None:
-        while not self._has_been_freed:
-            left = due - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, STOP_CHECK_SECONDS))
 
     def _store(self, frame: Frame, moved: bool, fraction: float) -> None:
         assert self.driver is not None

@@ -26,7 +26,6 @@ from enrgdaq.daq.jobs.sensor.simulated_mijia import SimulatedLywsd03mmc
 from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, StorableDAQJobConfig
 from enrgdaq.errors import ConfigValueError, DeviceError
 
-STOP_CHECK_SECONDS = 0.1
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}\Z")
 _UUID = re.compile(r"^[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\Z")
 
@@ -84,7 +83,7 @@ class DAQJobXiaomiMijia(DAQJob):
                 break
             self._send(reading)
             due += self.config.poll_interval_seconds
-            self._sleep_until(due)
+            self.sleep_until(due)
             due = max(due, time.monotonic() - self.config.poll_interval_seconds)
 
     def read_with_retries(self, driver: MijiaDriver) -> MijiaReading | None:
@@ -101,7 +100,7 @@ class DAQJobXiaomiMijia(DAQJob):
                 self._logger.warning(
                     "%s: attempt %d/%d failed: %s", driver.description, attempt, attempts, exc
                 )
-            self._sleep_until(time.monotonic() + self.config.connect_retry_delay)
+            self.sleep_until(time.monotonic() + self.config.connect_retry_delay)
             if self._has_been_freed:
                 return None
         return None
@@ -116,13 +115,6 @@ class DAQJobXiaomiMijia(DAQJob):
             }
         )
         self._put_message_out(DAQJobMessageStorePyArrow(store_config=self.config.store_config, table=table))
-
-    def _sleep_until(self, due: float) -> None:
-        while not self._has_been_freed:
-            left = due - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, STOP_CHECK_SECONDS))
 
     def cleanup(self) -> None:
         driver, self.driver = self.driver, None
