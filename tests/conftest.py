@@ -35,6 +35,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under --dist loadgroup, refuse to run if xdist could not tag the grouped tests: they would
+    run on two workers at once and fight over the examples' run directory and port 8000."""
+    if not hasattr(config, "workerinput") or not getattr(config.option, "loadgroup", False):
+        return
+    untagged = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if untagged:
+        raise pytest.UsageError(
+            f"pytest-xdist did not group {len(untagged)} test(s) marked xdist_group (e.g. {untagged[0]}): "
+            "this pytest / pytest-xdist pair does not support --dist loadgroup (see pyproject.toml)"
+        )
+
+
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Fail a test that leaves a process behind (checked after its own teardown)."""
