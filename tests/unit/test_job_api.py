@@ -7,9 +7,9 @@ A job subclasses ``DAQJob``, sets ``config_type``, loops in ``start()`` until
 from __future__ import annotations
 
 import csv
+import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,7 +57,7 @@ class DAQJobCount(DAQJob):
                 )
                 seq += self.config.rows_per_message
             else:
-                time.sleep(0.01)
+                self.sleep_until(math.inf)  # all sent: idle until stopped
 
 
 class DAQJobMessageGreeting(DAQJobMessage, kw_only=True):
@@ -84,8 +84,7 @@ class DAQJobListener(DAQJob):
         return True
 
     def start(self) -> None:
-        while not self._has_been_freed:
-            time.sleep(0.01)
+        self.sleep_until(math.inf)
 
 
 # -- running jobs in threads ------------------------------------------------------------------

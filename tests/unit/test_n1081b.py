@@ -22,6 +22,7 @@ from enrgdaq.daq.jobs.caen.n1081b_config import DAQJobN1081BConfig
 from enrgdaq.daq.jobs.caen.n1081b_device import SimulatedN1081B
 from enrgdaq.daq.store.models import DAQJobStoreConfigCSV
 from enrgdaq.errors import ConfigError, DeviceError
+from tests.harness.waiting import wait_for
 
 BASE = """daq_job_type = "DAQJobN1081B"
 host = "127.0.0.1"
@@ -34,13 +35,6 @@ STORE = '[store_config.csv]\nfile_path = "n1081b.csv"\n'
 
 def config(top: str = "", tables: str = STORE) -> DAQJobN1081BConfig:
     return decode(BASE + top + tables, DAQJobN1081BConfig, "n1081b.toml")
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 # -- config -----------------------------------------------------------------------------
@@ -91,7 +85,7 @@ def test_job_emits_one_table_per_section_with_lemo_columns_and_stops_within_a_se
     job = DAQJobN1081B(c)
     thread = threading.Thread(target=job.start)
     thread.start()
-    wait_until(lambda: len(job.message_out) >= 6)
+    wait_for(lambda: len(job.message_out) >= 6, 5, "six tables out")
     t0 = time.monotonic()
     job.request_stop()
     thread.join(5)
@@ -206,7 +200,7 @@ def test_the_client_logs_in_and_reads_the_sections_counters(websocket_module: An
     job = DAQJobN1081B(_with_port(unit.port))
     thread = threading.Thread(target=job.start)
     thread.start()
-    wait_until(lambda: len(job.message_out) >= 2)
+    wait_for(lambda: len(job.message_out) >= 2, 5, "two tables out")
     job.request_stop()
     thread.join(5)
     assert unit.requests[0] == {"command": "login", "callback": "login", "pwd": "pw-0f-unit"}
@@ -253,7 +247,7 @@ def test_a_silent_unit_is_waited_for_in_slices_a_stop_ends_it_within_a_second(we
         errors: list[BaseException] = []
         thread = threading.Thread(target=lambda: _run(job, errors))
         thread.start()
-        wait_until(lambda: server.requests)  # the login is waiting for its answer
+        wait_for(lambda: server.requests, 5, "the login request")  # the login is waiting for its answer
         t0 = time.monotonic()
         job.request_stop()
         thread.join(5)
