@@ -67,11 +67,8 @@ class DAQJobDigitizerGone(DAQJob):
     config_type = DAQJobConfig
 
     def start(self) -> None:
-        started = time.monotonic()
-        while not self._has_been_freed:
-            if time.monotonic() - started > 3:
-                raise RuntimeError("digitizer stopped answering; password=hunter2")
-            time.sleep(0.05)
+        if self.sleep_until(time.monotonic() + 3):
+            raise RuntimeError("digitizer stopped answering; password=hunter2")
 """
 
 

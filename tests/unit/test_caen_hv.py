@@ -21,6 +21,7 @@ from enrgdaq.daq.jobs.caen.hv_config import DAQJobCAENHVConfig
 from enrgdaq.daq.jobs.caen.hv_driver import ChannelStatus
 from enrgdaq.daq.jobs.caen.hv_sim import SimulatedHV
 from enrgdaq.errors import ConfigError, DeviceError, DeviceLibraryMissingError, MessagePayloadError
+from tests.harness.waiting import wait_for
 
 BASE = """daq_job_type = "DAQJobCAENHV"
 system_type = "SY4527"
@@ -162,13 +163,6 @@ def stop_job(job: DAQJobCAENHV, thread: threading.Thread) -> float:
     return time.monotonic() - t0
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
 def test_job_emits_ch_param_rows_and_per_parameter_tables_and_applies_sets_on_its_loop() -> None:
     c = config(
         "[simulation]\nchannels = 3\nrup = 500\n", top='params_to_monitor = ["VMon", "V0Set", "Pw", "Nope"]\n'
@@ -190,7 +184,7 @@ def test_job_emits_ch_param_rows_and_per_parameter_tables_and_applies_sets_on_it
             rows = [m for m in job.message_out if m.tag == "ch_param"]
             return bool(rows) and rows[-1].table.to_pylist()[1]["VMon"] == pytest.approx(250.5)
 
-        wait_until(reached)
+        wait_for(reached, 5, "VMon at its set value")
     finally:
         elapsed = stop_job(job, thread)
     assert elapsed < 1.0
@@ -209,7 +203,7 @@ def test_channels_to_monitor_limits_the_rows() -> None:
     job = DAQJobCAENHV(c)
     thread = run_job(job)
     try:
-        wait_until(lambda: any(m.tag == "ch_param" for m in job.message_out))
+        wait_for(lambda: any(m.tag == "ch_param" for m in job.message_out), 5, "a ch_param table")
     finally:
         stop_job(job, thread)
     rows = next(m for m in job.message_out if m.tag == "ch_param").table.to_pylist()
@@ -219,7 +213,7 @@ def test_channels_to_monitor_limits_the_rows() -> None:
 def test_a_long_poll_interval_still_stops_within_a_second() -> None:
     job = DAQJobCAENHV(config(base=BASE.replace("0.05", "3600")))
     thread = run_job(job)
-    wait_until(lambda: job.message_out)
+    wait_for(lambda: job.message_out, 5, "a message out")
     assert stop_job(job, thread) < 1.0
 
 
@@ -358,7 +352,7 @@ def test_real_driver_opens_reads_skips_write_only_and_converts_set_values() -> N
         assert driver.read(1, [0, 1], "V0Set") == [0, 0]
     finally:
         driver.close()
-    wait_until(lambda: device.closed)
+    wait_for(lambda: device.closed, 5, "the device closed")
 
 
 def test_real_driver_maps_n568b_and_turns_binding_errors_into_device_errors() -> None:
@@ -384,7 +378,8 @@ def test_a_job_whose_device_fails_ends_with_device_error_after_closing_it(caplog
     with pytest.raises(DeviceError, match="cannot read"):
         job.start()
     assert "s3cret-pw" not in caplog.text
-    wait_until(lambda: Device.instances[0].closed)  # closed by the job before its run ended
+    # closed by the job before its run ended
+    wait_for(lambda: Device.instances[0].closed, 5, "the device closed")
 
 
 def test_stop_is_honoured_within_a_second_while_the_binding_hangs() -> None:
@@ -402,7 +397,7 @@ def test_stop_is_honoured_within_a_second_while_the_binding_hangs() -> None:
 
     thread = threading.Thread(target=opening)
     thread.start()
-    wait_until(lambda: Device.opened)
+    wait_for(lambda: Device.opened, 5, "an open call")
     t0 = time.monotonic()
     stop.set()
     thread.join(2)

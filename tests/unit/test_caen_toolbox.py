@@ -11,7 +11,6 @@ import pathlib
 import sys
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -19,6 +18,7 @@ from enrgdaq.config.decode import decode
 from enrgdaq.daq.jobs.caen.toolbox import DAQJobCAENToolbox, DAQJobCAENToolboxConfig
 from enrgdaq.daq.jobs.caen.toolbox_device import parse_dump
 from enrgdaq.errors import ConfigError, DeviceError
+from tests.harness.waiting import wait_for
 
 BASE = """daq_job_type = "DAQJobCAENToolbox"
 digitizer_type = "dig1"
@@ -74,13 +74,6 @@ def runs(log: pathlib.Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
 def run(job: DAQJobCAENToolbox) -> tuple[threading.Thread, list[BaseException]]:
     errors: list[BaseException] = []
 
@@ -120,7 +113,7 @@ def test_parse_dump_reads_hex_pairs_whatever_their_case() -> None:
 def test_the_simulated_digitizer_gives_plausible_rows() -> None:
     job = DAQJobCAENToolbox(config(top="simulate = true"))
     thread, errors = run(job)
-    wait_until(lambda: len(job.message_out) >= 3)
+    wait_for(lambda: len(job.message_out) >= 3, 10, "three tables out")
     job.request_stop()
     thread.join(5)
     assert errors == []
@@ -137,7 +130,7 @@ def test_the_cli_runs_as_an_argument_list_into_a_private_file(
     text = BASE.format(top="").replace("-l 0", f"-l 0 ; touch {marker}")
     job = DAQJobCAENToolbox(decode(text, DAQJobCAENToolboxConfig, "toolbox.toml"))
     thread, errors = run(job)
-    wait_until(lambda: len(job.message_out) >= 2)
+    wait_for(lambda: len(job.message_out) >= 2, 10, "two tables out")
     job.request_stop()
     thread.join(5)
     assert errors == []
@@ -179,7 +172,7 @@ def test_a_stop_during_a_slow_dump_ends_it_within_a_second(
     monkeypatch.setenv("STANDIN_MODE", "slow")
     job = DAQJobCAENToolbox(config())
     thread, errors = run(job)
-    wait_until(lambda: runs(stand_in))
+    wait_for(lambda: runs(stand_in), 10, "a run of the stand-in tool")
     t0 = time.monotonic()
     job.request_stop()
     thread.join(5)

@@ -25,6 +25,7 @@ from enrgdaq.daq.jobs.camera.overlay import draw_time_text
 from enrgdaq.daq.jobs.camera.simulated import SimulatedCamera
 from enrgdaq.daq.store.models import DAQJobMessageStoreRaw
 from enrgdaq.errors import ConfigError, DeviceError, DeviceLibraryMissingError
+from tests.harness.waiting import wait_for
 
 STORE = '[store_config.raw]\nfile_path = "camera.jpg"\n'
 
@@ -309,9 +310,7 @@ def test_the_simulated_job_sends_png_frames_with_a_stamp_and_stops_within_a_seco
         config("simulate = true\nstore_interval_seconds = 0.05\nstore_interval_seconds_no_movement = 0.2")
     )
     thread, errors = run_job(job)
-    deadline = time.monotonic() + 10
-    while len(job.message_out) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(job.message_out) >= 3, 10, "three messages out")
     asked = time.monotonic()
     job.request_stop()
     thread.join(2)

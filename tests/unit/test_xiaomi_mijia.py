@@ -235,9 +235,7 @@ def run_job(job: DAQJobXiaomiMijia) -> tuple[threading.Thread, list[BaseExceptio
 def test_the_simulated_job_sends_rows_and_stops_within_a_second() -> None:
     job = DAQJobXiaomiMijia(config("simulate = true\npoll_interval_seconds = 0.05"))
     thread, errors = run_job(job)
-    deadline = time.monotonic() + 10
-    while len(job.message_out) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(job.message_out) >= 3, 10, "three messages out")
     asked = time.monotonic()
     job.request_stop()
     thread.join(2)
