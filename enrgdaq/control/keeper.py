@@ -4,9 +4,9 @@ Every 200 ms it renews the lease; the renewal also says whether the run has
 been asked to stop (a person, a worker shutting down, a new config). Every
 second it writes the job's counters to the registry, with their per-second rates, and hands
 the rates to Flower (:mod:`enrgdaq.control.flower_progress`). If Redis cannot be
-reached for longer than the lease lasts, the run fences itself off (stops),
-because the supervisor will by then have declared it dead and may start
-another.
+reached for longer than the lease lasts, the run stops, because the supervisor
+may by then have declared it dead; a run that finds its lease taken or itself
+declared dead ends its process at once (:meth:`LeaseKeeper._fence`).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class LeaseKeeper(threading.Thread):
             if answer == "stop":
                 self._ask_stop("stop requested")
             elif answer == "lost":
-                self._ask_stop("lease lost to another run; stopping at once", lost=True)
+                self._fence()
             if now >= next_stats:
                 next_stats = now + STATS_INTERVAL_SECONDS
                 self.write_stats()
@@ -94,6 +94,19 @@ class LeaseKeeper(threading.Thread):
             logger.info("[%s] %s", self.unique_id, why)
         if self.job is not None:
             self.job.request_stop()
+
+    def _fence(self) -> None:
+        """The run was declared dead (or another run holds its lease): it ends at once, writing
+        nothing more. What it read from rings and did not give back is read again by the run
+        that replaces it, and a store's write journal undoes a write it cut short; a graceful
+        stop would write its buffered rows beside that run, a second time."""
+        logger.error(
+            "[%s] lease lost: this run was declared dead and another may run; ending the process now",
+            self.unique_id,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
 
     def _enforce_grace(self, now: float) -> None:
         """A job whose ``start()`` ignores stop requests is ended by force, after a grace period."""

@@ -73,4 +73,3 @@ def this_host() -> str:
     own host; give containers that share a PID namespace the same name, others not.
     """
     return os.environ.get("ENRGDAQ_HOSTNAME") or socket.gethostname()
-

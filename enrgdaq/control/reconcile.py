@@ -1,10 +1,12 @@
 """The reconcile pass: notice dead runs, dispatch due restarts.
 
-Runs on every routes tick (10 Hz). A run is dead when the first of these is
-seen: its lease has run out (any host, bounded by the lease TTL), or, on this
-host, its process is gone (milliseconds). The Celery ``task-failed`` event is
-a third, separate path (:mod:`enrgdaq.control.events`). Whichever comes
-first wins; the registry's END script makes the others no-ops.
+Runs on every routes tick (10 Hz). A run on this host is dead when its process
+is gone (milliseconds), or when it has been silent for ``WEDGED_SECONDS`` with
+its process still there (then the process is killed first: a job never runs
+twice). A run on another host is dead when its lease has run out (bounded by
+the lease TTL; the run ends itself when it finds out). The Celery
+``task-failed`` event is a further, separate path (:mod:`enrgdaq.control.events`).
+Whichever comes first wins; the registry's END script makes the others no-ops.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import time
 from typing import Any
 
@@ -26,6 +29,27 @@ from enrgdaq.data.settings import ring_path
 logger = logging.getLogger(__name__)
 
 LOCK_MS = 2000
+
+
+WEDGED_SECONDS = 10.0
+"""A run on this host silent for this long while its process is still there is killed and
+declared dead (one on another host: as soon as its lease runs out, ``LEASE_TTL_MS``)."""
+
+
+def kill_run_process(pid: int, started_at: float | None) -> bool:
+    """SIGKILL ``pid`` if it is the process that started the run (not a later one with its pid)."""
+    try:
+        process = psutil.Process(pid)
+        if started_at is not None and process.create_time() > started_at + 1.0:
+            return False
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=1)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+    except psutil.Error as exc:
+        logger.error("could not end the silent process %d: %s", pid, exc)
+        return False
+    return True
 
 
 def process_gone(pid: int) -> bool:
@@ -68,10 +92,31 @@ class Reconciler:
             return
         leases = self.registry.leases([r.unique_id for r in live])
         for record in live:
-            if not leases[record.unique_id]:
-                self._declare_dead(record, "lease expired: no sign of life")
-            elif record.hostname == self.hostname and record.pid and process_gone(record.pid):
+            here = record.hostname == self.hostname and bool(record.pid)
+            if here and record.pid and process_gone(record.pid):
                 self._declare_dead(record, f"process {record.pid} is gone")
+            elif not leases[record.unique_id]:
+                if here:
+                    self._silent_here(record)
+                else:
+                    self._declare_dead(record, "lease expired: no sign of life")
+
+    def _silent_here(self, record: JobRecord) -> None:
+        """A run on this host whose lease ran out while its process is still there: a loaded
+        machine or a long call that holds the GIL (h5py does) keeps its lease keeper from
+        renewing. Another run of the job beside it would write what it writes a second time, so
+        it is waited for (it takes its lease back when it wakes) and, silent for
+        ``WEDGED_SECONDS``, killed before it is declared dead."""
+        silent = time.time() - (record.last_heartbeat or record.started_at or 0.0)
+        if silent < WEDGED_SECONDS:
+            return
+        assert record.pid is not None
+        killed = kill_run_process(record.pid, record.started_at)
+        self._declare_dead(
+            record,
+            f"no sign of life for {silent:.0f} s while its process {record.pid} was there"
+            + ("; killed (-9) so that no second run can overlap it" if killed else ""),
+        )
 
     def _declare_dead(self, record: JobRecord, why: str) -> None:
         state = self.registry.end(
@@ -115,9 +160,7 @@ def routes_of(records: list[JobRecord]) -> dict[str, list[str]]:
 def stores_not_running(records: list[JobRecord]) -> list[str]:
     """Ids of the wanted stores that do not run now (restarting, waiting for a worker)."""
     return [
-        r.unique_id
-        for r in records
-        if r.is_store and store_is_wanted(r) and r.state is not JobState.RUNNING
+        r.unique_id for r in records if r.is_store and store_is_wanted(r) and r.state is not JobState.RUNNING
     ]
 
 

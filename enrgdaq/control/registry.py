@@ -19,8 +19,9 @@ from enrgdaq.control.keys import Keys
 from enrgdaq.control.lifecycle import JobState, Outcome
 
 LEASE_TTL_MS = 1000
-"""A run that has not renewed its lease for this long is dead (measured: the
-lease is the only detector with a bound for every kind of death)."""
+"""A run on another host that has not renewed its lease for this long is dead (measured: the
+lease is the only detector with a bound for every kind of death there). On the supervisor's own
+host its process is watched instead (see :mod:`enrgdaq.control.reconcile`)."""
 
 LEASE_RENEW_INTERVAL_SECONDS = 0.2
 

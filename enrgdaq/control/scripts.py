@@ -21,10 +21,18 @@ return 'ok'
 """
 
 # KEYS: job, lease. ARGV: task_id, now, lease_ms
+# A lease that ran out while its run was silent (a loaded machine, a long call that held the
+# GIL) is taken back when nobody ended the run meanwhile: the supervisor declares a run on its
+# own host dead only once its process is gone or killed (see reconcile.py), never beside it.
 RENEW = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'lost' end
-local f = redis.call('HMGET', KEYS[1], 'task_id', 'desired', 'stop_task')
+local held = redis.call('GET', KEYS[2])
+if held and held ~= ARGV[1] then return 'lost' end
+local f = redis.call('HMGET', KEYS[1], 'task_id', 'desired', 'stop_task', 'state')
 if f[1] ~= ARGV[1] then return 'lost' end
+if not held then
+  if f[4] ~= 'starting' and f[4] ~= 'running' then return 'lost' end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'last_heartbeat', ARGV[2])
 if f[2] ~= 'run' or f[3] == ARGV[1] then return 'stop' end

@@ -291,7 +291,28 @@ class TestLease:
         wait_for(lambda: not registry.leases([JOB])[JOB], 3 * LEASE_TTL_MS / 1000, "the lease to expire")
 
         assert time.monotonic() - claimed >= 0.9 * LEASE_TTL_MS / 1000
+        # Nobody declared the silent run dead: it takes its lease back when it renews.
+        assert registry.renew(JOB, "task-1") == "ok"
+        assert registry.leases([JOB])[JOB]
+
+    def test_a_run_declared_dead_meanwhile_has_lost_its_lease_for_good(self, registry: JobRegistry) -> None:
+        register(registry)
+        dispatch(registry, "task-1")
+        registry.claim(JOB, "task-1", 4242, "host-a")
+        wait_for(lambda: not registry.leases([JOB])[JOB], 3 * LEASE_TTL_MS / 1000, "the lease to expire")
+        assert registry.end(JOB, "task-1", Outcome.CRASHED, "lease expired") == "restart_scheduled"
+
         assert registry.renew(JOB, "task-1") == "lost"
+        assert not registry.leases([JOB])[JOB]
+
+    def test_a_lease_another_run_holds_is_not_taken(self, registry: JobRegistry) -> None:
+        register(registry)
+        dispatch(registry, "task-1")
+        registry.claim(JOB, "task-1", 4242, "host-a")
+        registry.redis.set(registry.keys.lease(JOB), "task-2", px=LEASE_TTL_MS)
+
+        assert registry.renew(JOB, "task-1") == "lost"
+        assert registry.redis.get(registry.keys.lease(JOB)) in (b"task-2", "task-2")
 
     def test_renewing_keeps_the_lease_beyond_its_ttl(self, registry: JobRegistry) -> None:
         register(registry)

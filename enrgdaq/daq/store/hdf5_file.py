@@ -149,7 +149,13 @@ class H5File:
             temporary = os.path.join(os.path.dirname(self.path), f".{os.path.basename(self.path)}.new")
             with open_h5(temporary, "w") as f:
                 _create(f, specs)
-            os.replace(temporary, self.path)
+            try:
+                os.link(temporary, self.path)  # never over a file that appeared meanwhile
+            except FileExistsError:
+                self._fresh = False
+                raise StoreWriteError(f"{self.path} appeared while it was made; appended to next") from None
+            finally:
+                os.unlink(temporary)
         else:
             self.close()
             with open_h5(self.path, "a") as f:
