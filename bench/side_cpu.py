@@ -1,8 +1,8 @@
 """CPU time per message on each side of the benchmark's path, one process, no other process involved.
 
-The benchmark's own producer job (``DAQJobBenchSource``'s message, through
-``_put_message_out`` into its ring) and its own store (``DAQJobBenchSink``,
-through the store loop's drain, handling and release) take turns in one
+The benchmark's own producer job (``DAQJobBenchSource``'s payload, through a
+``StoreChannel`` or one ``_put_message_out`` call a message, into its ring) and
+its own store (``DAQJobBenchSink``, through the store loop's drain, handling and release) take turns in one
 process: the producer fills half the ring, the store takes it, and so on.
 ``time.process_time`` around each side gives what each costs per message,
 which, unlike wall-clock rates, holds still while other programs load the
@@ -48,7 +48,7 @@ class _Plane:
         pass
 
 
-def one_run(values: int, count: int) -> tuple[float, float, Any]:
+def one_run(values: int, count: int, api: str = "channel") -> tuple[float, float, Any]:
     """(producer us/message, store us/message, the store's BenchResult)."""
     run_dir = tempfile.mkdtemp(prefix="edq-sidecpu-", dir="/dev/shm")
     ring_bytes, slot_bytes = ring_geometry(values)
@@ -70,12 +70,17 @@ def one_run(values: int, count: int) -> tuple[float, float, Any]:
     target = msgspec.convert({}, DAQJobStoreConfig)
     topics = {Topic.store(SINK)}
 
+    channel = source.store_channel(target, topics=topics) if api == "channel" else None
+
     def send(seq: int) -> None:
         b[0] = seq
         a[0], a[1], a[2] = seq, 0, time.monotonic_ns()
-        source._put_message_out(
-            DAQJobMessageStorePyArrow(store_config=target, table=table, topics=set(topics))
-        )
+        if channel is not None:
+            channel.put(table)
+        else:
+            source._put_message_out(
+                DAQJobMessageStorePyArrow(store_config=target, table=table, topics=set(topics))
+            )
 
     try:
         send(0)
@@ -112,14 +117,23 @@ def main() -> None:
     parser.add_argument("--values", type=int, default=10_000)
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--api",
+        choices=["channel", "message", "both"],
+        default="both",
+        help="the producer's way: StoreChannel.put, one _put_message_out call a message, or each in turn",
+    )
     args = parser.parse_args()
+    apis = ["channel", "message"] if args.api == "both" else [args.api]
     for number in range(args.runs):
-        producer, store, result = one_run(args.values, args.count)
-        print(
-            f"run {number + 1}: producer {producer:.1f} us CPU per message, store {store:.1f} us CPU per "
-            f"message ({args.values:,} values; received {result.received}, lost {result.lost}, "
-            f"duplicated {result.duplicated}, corrupted {result.corrupted})"
-        )
+        for api in apis:
+            producer, store, result = one_run(args.values, args.count, api)
+            print(
+                f"run {number + 1} ({api:7}): producer {producer:.1f} us CPU per message, "
+                f"store {store:.1f} us CPU per message ({args.values:,} values; "
+                f"received {result.received}, lost {result.lost}, "
+                f"duplicated {result.duplicated}, corrupted {result.corrupted})"
+            )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The benchmark's producer and consumer: ordinary jobs on the ordinary path.
 
-The producer calls ``_put_message_out`` with the original's payload, a
-two-column float64 table of N rows. It stamps a sequence number, its id and
+The producer sends the original's payload, a two-column float64 table of N
+rows, through a :class:`~enrgdaq.daq.channel.StoreChannel` (``channel.put``,
+the readout-loop path) or, with ``channel = false``, one ``_put_message_out``
+call a message (the original's API). It stamps a sequence number, its id and
 the send time into column ``a`` (zero elsewhere) and the sequence number again
 into ``b[0]`` (``b`` is ``arange(N)`` elsewhere), in place, as a readout loop
 refills its buffers. The consumer (a store) reads every value: both column
@@ -38,6 +40,7 @@ class BenchSourceConfig(DAQJobConfig, kw_only=True):
     producer: int = 0
     store_kind: str = ""  # e.g. "csv": send to that kind of store (store_config) instead of the sink
     store_config: dict[str, Any] = {}
+    channel: bool = True  # send through a StoreChannel (False: one _put_message_out call a message)
 
 
 class DAQJobBenchSource(DAQJob):
@@ -54,6 +57,7 @@ class DAQJobBenchSource(DAQJob):
         period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
         due = time.monotonic()
         table = pa.table({"a": a, "b": b})  # over a and b: refilled in place, as a readout loop does
+        channel = self.store_channel(target, topics=topics) if cfg.channel else None
         for seq in range(cfg.count):
             if self._has_been_freed:
                 return
@@ -66,9 +70,12 @@ class DAQJobBenchSource(DAQJob):
                     due -= pause  # behind (the first message waits for the store): no catch-up burst
             b[0] = seq
             a[0], a[1], a[2] = seq, cfg.producer, time.monotonic_ns()
-            self._put_message_out(
-                DAQJobMessageStorePyArrow(store_config=target, table=table, topics=set(topics))
-            )
+            if channel is not None:
+                channel.put(table)
+            else:
+                self._put_message_out(
+                    DAQJobMessageStorePyArrow(store_config=target, table=table, topics=set(topics))
+                )
         while not self._has_been_freed and not cfg.store_kind:
             time.sleep(0.01)
 

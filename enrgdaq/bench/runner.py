@@ -107,7 +107,13 @@ class Outcome(msgspec.Struct):
 
 
 def run_path(
-    values: int, count: int, producers: int = 1, rate: float = 0.0, ring: bool = True, timeout: float = 120.0
+    values: int,
+    count: int,
+    producers: int = 1,
+    rate: float = 0.0,
+    ring: bool = True,
+    timeout: float = 120.0,
+    channel: bool = True,
 ) -> Outcome:
     """One run: ``producers`` sources of ``count`` messages of ``values`` values into one sink."""
     ctx = mp.get_context("spawn")
@@ -129,6 +135,7 @@ def run_path(
             count=count,
             rate=rate,
             producer=p,
+            channel=channel,
         )
         procs.append(ctx.Process(target=_source_main, args=(urls, settings, config, go, out), daemon=True))
     try:

@@ -84,6 +84,8 @@ def run_suite(quick: bool = False, progress: Any = None) -> list[Row]:
         rows.append(_row("1to1", values, half, rate="half"))
         two = run_path(values, _count(values, seconds, full / 2), producers=2)
         rows.append(_row("2to1", values, two))
+        message_api = run_path(values, _count(values, seconds, full / 2), channel=False)
+        rows.append(_row("1to1_msg", values, message_api))
         inline = zmq_inline(values, _count(values, seconds, guess))
         lat = inline["latencies_ns"][len(inline["latencies_ns"]) // 10 :]
         elapsed = inline["elapsed_s"]
@@ -103,7 +105,7 @@ def run_suite(quick: bool = False, progress: Any = None) -> list[Row]:
             )
         )
         if progress is not None:
-            progress(rows[-6:])
+            progress(rows[-7:])
     return rows
 
 
@@ -153,12 +155,19 @@ def ratios(rows: list[Row]) -> list[str]:
         by = {(r.scenario, r.rate): r for r in rows if r.values == values}
         one, mem, inline = by.get(("1to1", "max")), by.get(("memcpy", "max")), by.get(("zmq_inline", "max"))
         bare = by.get(("bare_ring", "max"))
+        message_api = by.get(("1to1_msg", "max"))
         if one and mem:
             out.append(
                 f"{values:,} values: 1to1 {one.gb_per_s:.2f} GB/s = {one.gb_per_s / mem.gb_per_s:.2f} "
                 f"of memcpy ({mem.gb_per_s:.2f} GB/s)"
                 + (f", {one.msgs_per_s / bare.msgs_per_s:.2f} of the bare ring" if bare else "")
                 + (f", {one.msgs_per_s / inline.msgs_per_s:.2f}x plain pyzmq inline" if inline else "")
+            )
+        if message_api and bare:
+            out.append(
+                f"{values:,} values: 1to1_msg (a _put_message_out call a message) "
+                f"{message_api.msgs_per_s:,.0f} msg/s = {message_api.msgs_per_s / bare.msgs_per_s:.2f} "
+                "of the bare ring"
             )
     return out
 

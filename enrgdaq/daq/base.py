@@ -21,6 +21,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from enrgdaq.daq.channel import StoreChannel
 from enrgdaq.daq.models import (
     DAQJobConfig,
     DAQJobInfo,
@@ -34,7 +35,7 @@ from enrgdaq.daq.models import (
 )
 from enrgdaq.daq.outbox import StoreOutbox
 from enrgdaq.daq.stats import JobCounters
-from enrgdaq.daq.store.models import DAQJobMessageStore
+from enrgdaq.daq.store.models import DAQJobMessageStore, DAQJobStoreConfig
 from enrgdaq.daq.topics import Topic, exact, prefix
 from enrgdaq.errors import DAQJobStopError, MessageRejectedError
 from enrgdaq.models import SupervisorInfo
@@ -238,7 +239,19 @@ class DAQJob(StoreOutbox):
             return
         if isinstance(message, DAQJobMessageStore) and self._route_store_message(message):
             return
+        self._send_inline(message)
+
+    def _send_inline(self, message: DAQJobMessage) -> None:
+        """Over the message plane (a prepared message, its topics set)."""
         self.counters.record_out(self._plane.publisher().send(message))
+
+    def store_channel(
+        self, store_config: DAQJobStoreConfig, tag: str | None = None, topics: set[str] | None = None
+    ) -> StoreChannel:
+        """A pre-routed way to send tables to the stores of ``store_config`` at a high rate
+        (:mod:`enrgdaq.daq.channel`): make one when the job starts, then ``channel.put(table)``
+        per readout instead of ``_put_message_out(DAQJobMessageStorePyArrow(...))``."""
+        return StoreChannel(self, store_config, tag=tag, topics=topics)
 
     def get_job_started_message(self) -> DAQJobMessageJobStarted:
         return DAQJobMessageJobStarted(daq_job_info=self.info)

@@ -142,9 +142,12 @@ class StoreOutbox:
             return False
         return self._write_to_ring(message, consumers)
 
-    def _write_to_ring(self, message: DAQJobMessage, consumers: list[str]) -> bool:
+    def _write_to_ring(
+        self, message: DAQJobMessage, consumers: list[str], parts: tuple[str, bytes, Any] | None = None
+    ) -> bool:
         """:meth:`_send_through_ring` once it is known that the message may go there (once per
-        message: lean)."""
+        message: lean). ``parts``: the message already split into its slot parts (a
+        :class:`~enrgdaq.daq.channel.StoreChannel`; ``message`` is then its template)."""
         writer = self._ring_writer
         if writer is None:
             from enrgdaq.data.writer import RingWriter
@@ -153,7 +156,7 @@ class StoreOutbox:
             writer = self._ring_writer = RingWriter(self.unique_id, self._data_plane)
         writer.ensure_consumers(consumers)
         try:
-            seq = writer.write(message)
+            seq = writer.write(message) if parts is None else writer.write_parts(*parts)
         except MessageError:
             self.counters.inline_large += 1
             return False  # larger than a slot: inline, never dropped

@@ -31,6 +31,10 @@ class SlotEncoder:
         # table object again (its buffers refilled in place, as a readout loop does) reuses them.
         self._last: tuple[pa.Table, bytes, _Places, int, str] | None = None
 
+    def split(self, message: Any) -> tuple[str, bytes, Any]:
+        """The codec's (type name, header, payload) of ``message``."""
+        return self._codec.split(message)
+
     def _remember(self, schema: pa.Schema) -> None:
         if self._schema is None or not schema.equals(self._schema):
             self._schema, self._schema_bytes = schema, schema.serialize().to_pybytes()
@@ -39,6 +43,11 @@ class SlotEncoder:
     def encode(self, message: Any, slot: memoryview) -> int:
         """Write ``message`` into ``slot``; returns the bytes used. Raises MessageError if it does not fit."""
         type_name, header, payload = self._codec.split(message)
+        return self.encode_parts(type_name, header, payload, slot)
+
+    def encode_parts(self, type_name: str, header: bytes, payload: Any, slot: memoryview) -> int:
+        """:meth:`encode` of a message already split by the codec (a producer that encodes its
+        header itself, see :mod:`enrgdaq.daq.channel`)."""
         if isinstance(payload, pa.Table):
             layout, places, total = self._table_layout(payload, type_name)
         elif payload is not None:

@@ -99,6 +99,12 @@ class RingWriter:
         """Put ``message`` in the next slot; its sequence number, or None if dropped (``drop`` policy).
 
         Raises MessageError when the payload does not fit a slot (the caller sends it inline).
+        """
+        return self.write_parts(*self.encoder.split(message))
+
+    def write_parts(self, type_name: str, header: bytes, payload: Any) -> int | None:
+        """:meth:`write` of a message already split by the codec (type name, header, payload).
+
         The commit protocol (:mod:`enrgdaq.data.layout`) is written out here rather than through
         ``Ring.begin`` / ``Ring.commit``: this runs once per message, tens of thousands of times a second.
         """
@@ -117,7 +123,8 @@ class RingWriter:
         row = L.SLOT_TABLE_WORD + slot * L.SLOT_WORDS
         words[row + L.S_SEQ] = L.EMPTY_SEQ  # being rewritten (see Ring.begin)
         start = slot * ring.slot_size
-        nbytes = self.encoder.encode(message, ring.data[start : start + ring.slot_size])
+        area = ring.data[start : start + ring.slot_size]
+        nbytes = self.encoder.encode_parts(type_name, header, payload, area)
         words[row + L.S_NBYTES] = nbytes
         words[row + L.S_COMMIT_NS] = monotonic_ns()
         words[row + L.S_SEQ] = seq

@@ -37,9 +37,7 @@ class FlushPolicy:
     def due(self, held: int) -> bool:
         """Whether to write now, holding ``held`` ring payloads not yet written."""
         return (
-            not self._busy
-            or held >= self.hold_limit
-            or time.monotonic() - self._last_write >= self.interval
+            not self._busy or held >= self.hold_limit or time.monotonic() - self._last_write >= self.interval
         )
 
     def wrote(self) -> None:

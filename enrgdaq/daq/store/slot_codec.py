@@ -98,3 +98,33 @@ def _header_joiner(decode: Any) -> Join:
         return message
 
     return join
+
+
+class SplicedHeader:
+    """The slot header of one template message, remade per payload with a fresh ``id`` and
+    ``timestamp`` (every other field is the template's): the fields are encoded once, and per
+    payload only those two (msgpack maps keep the struct's field order, and ``id`` and
+    ``timestamp`` come first in every message). :func:`spliced_header` checks the layout and
+    gives None where it does not hold (the caller then encodes whole messages)."""
+
+    def __init__(self, front: bytes, middle: bytes, rest: bytes) -> None:
+        self._front, self._middle, self._rest = front, middle, rest
+        self._encode = msgspec.msgpack.Encoder().encode
+
+    def make(self, message_id: str, timestamp: object) -> bytes:
+        encode = self._encode
+        return b"".join((self._front, encode(message_id), self._middle, encode(timestamp), self._rest))
+
+
+def spliced_header(template: DAQJobMessageStore) -> SplicedHeader | None:
+    """A :class:`SplicedHeader` of ``template`` (its payload field empty), or None."""
+    encoder = msgspec.msgpack.Encoder(enc_hook=_no_payload)
+    full = encoder.encode(template)
+    id_part, ts_part = encoder.encode(template.id), encoder.encode(template.timestamp)
+    middle = encoder.encode("timestamp")
+    front = full[:1] + encoder.encode("id")
+    rest_at = len(front) + len(id_part) + len(middle) + len(ts_part)
+    spliced = SplicedHeader(front, middle, full[rest_at:])
+    if spliced.make(template.id or "", template.timestamp) != full:
+        return None
+    return spliced

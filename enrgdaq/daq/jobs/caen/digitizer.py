@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.channel import StoreChannel
 from enrgdaq.daq.jobs.caen.digitizer_command import run_restart_command
 from enrgdaq.daq.jobs.caen.digitizer_config import BaselinePosition, DAQJobCAENDigitizerConfig
 from enrgdaq.daq.jobs.caen.digitizer_driver import DigitizerDriver, EventBlock, make_driver
@@ -67,6 +68,7 @@ class DAQJobCAENDigitizer(DAQJob):
         self._pending_since = 0.0
         self._window = AcquisitionStats()
         self._flushes = 0
+        self._waveforms: StoreChannel | None = None  # made at the first flush (the routes are known then)
         self._lost_reported = 0
         self._stop_asked: float | None = None
 
@@ -140,12 +142,10 @@ class DAQJobCAENDigitizer(DAQJob):
             return
         columns = concat_columns(self._pending)
         self._pending, self._pending_rows = [], 0
+        if self._waveforms is None:  # the readout's path into the stores (see enrgdaq.daq.channel)
+            self._waveforms = self.store_channel(store_config, tag="waveform")
         for part in split_columns(columns, self._max_rows()):
-            self._put_message_out(
-                DAQJobMessageStorePyArrow(
-                    store_config=store_config, tag="waveform", table=waveform_table(part)
-                )
-            )
+            self._waveforms.put(waveform_table(part))
             self._flushes += 1
 
     def _send_stats(self, driver: DigitizerDriver) -> None:
