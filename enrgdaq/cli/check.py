@@ -16,6 +16,11 @@ def check(config_dir: str) -> None:
         click.echo(
             f"ok    {spec.config_file}: {spec.daq_job_type} '{spec.unique_id}' on queue '{spec.queue}'"
         )
+    for path, node in directory.node_configs:
+        click.echo(
+            f"ok    {path}: supervisor config of node '{node.info.supervisor_id}' "
+            "(not a job; run it as that node's supervisor.toml)"
+        )
     for problem in directory.problems:
         click.echo(f"error {problem}", err=True)
     if directory.problems:

@@ -32,6 +32,7 @@ COMMANDS = {
     "check": "enrgdaq.cli.check:check",
     "bench": "enrgdaq.cli.bench:bench",
     "api": "enrgdaq.cli.api:api",
+    "keys": "enrgdaq.cli.keys:keys",
 }
 """Each command's module is imported only when it runs: ``enrgdaq stop`` does not pay for the
 web server's imports (a second), and a script's stop reaches the job sooner."""

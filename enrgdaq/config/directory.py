@@ -11,6 +11,7 @@ and every other job is still returned with its queue.
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from enrgdaq.config.loader import (
     job_id_for_file,
     load_job_file,
     load_supervisor_config,
+    load_supervisor_file,
 )
 from enrgdaq.constants import SUPERVISOR_CONFIG_FILE_NAME
 from enrgdaq.daq.types import registry
@@ -38,6 +40,9 @@ class ConfigDirectory:
     problems: list[ConfigError] = field(default_factory=list)
     supervisor_problem: ConfigError | None = None
     """``supervisor.toml`` itself is unusable: the defaults stand in, and ``up`` refuses to start."""
+    node_configs: list[tuple[str, SupervisorConfig]] = field(default_factory=list)
+    """Other nodes' supervisor configs kept beside the jobs (the original's
+    ``enrgdaq_supervisor_cnc_client.toml``): checked, never run as jobs here."""
 
     def queues(self) -> dict[str, int]:
         """Queue -> number of jobs routed to it (the workers ``up`` starts)."""
@@ -78,7 +83,7 @@ def read_config_dir(
     ring_problem = check_ring_fits(directory.supervisor, directory.supervisor_file)
     if ring_problem is not None:
         directory.problems.append(ring_problem)
-    jobs, job_problems = _read_jobs(path, holders or {})
+    jobs, job_problems = _read_jobs(path, holders or {}, directory.node_configs)
     directory.jobs = jobs
     directory.problems += job_problems
     return directory
@@ -92,12 +97,17 @@ def job_files(config_dir: str) -> list[str]:
     )
 
 
-def _read_jobs(config_dir: str, holders: Mapping[str, str]) -> tuple[list[JobSpec], list[ConfigError]]:
+def _read_jobs(
+    config_dir: str, holders: Mapping[str, str], node_configs: list[tuple[str, SupervisorConfig]]
+) -> tuple[list[JobSpec], list[ConfigError]]:
     specs: list[JobSpec] = []
     problems: list[ConfigError] = []
     for path in job_files(config_dir):
         try:
-            specs.append(load_job_file(path))
+            if is_node_config(path):
+                node_configs.append((path, load_supervisor_file(path)))
+            else:
+                specs.append(load_job_file(path))
         except ConfigError as exc:
             problems.append(exc)
     kept, duplicates = _one_file_per_id(specs, holders)
@@ -142,3 +152,19 @@ def problem_job_id(problem: ConfigError) -> str | None:
     if not file.endswith(".toml") or os.path.basename(file) == SUPERVISOR_CONFIG_FILE_NAME:
         return None
     return job_id_for_file(file)
+
+
+NODE_CONFIG_TABLES = frozenset({"info", "cnc", "federation"})
+
+
+def is_node_config(path: str) -> bool:
+    """A supervisor config of some node kept beside the job files: a file named ``*supervisor*``
+    without ``daq_job_type`` that has an ``[info]``, ``[cnc]`` or ``[federation]`` table."""
+    if "supervisor" not in os.path.basename(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # read as a job file: its problem is said there, with the line
+    return "daq_job_type" not in doc and bool(NODE_CONFIG_TABLES & doc.keys())

@@ -74,6 +74,11 @@ def load_supervisor_config(config_dir: str) -> SupervisorConfig:
     path = os.path.join(config_dir, SUPERVISOR_CONFIG_FILE_NAME)
     if not os.path.exists(path):
         return default_supervisor_config()
+    return load_supervisor_file(path)
+
+
+def load_supervisor_file(path: str) -> SupervisorConfig:
+    """A supervisor config file (``supervisor.toml``, or another node's kept beside the jobs)."""
     text = read_text(path)
     config = decode(text, SupervisorConfig, path)
     if not ID_PATTERN.match(config.info.supervisor_id):

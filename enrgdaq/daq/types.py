@@ -48,6 +48,8 @@ BUILTIN_JOBS: dict[str, tuple[str, str | None]] = {
     "DAQJobCAENToolbox": ("enrgdaq.daq.jobs.caen.toolbox:DAQJobCAENToolbox", None),
     "DAQJobCamera": ("enrgdaq.daq.jobs.camera:DAQJobCamera", None),
     "DAQJobXiaomiMijia": ("enrgdaq.daq.jobs.sensor.xiaomi_mijia:DAQJobXiaomiMijia", None),
+    "DAQJobRemote": ("enrgdaq.daq.jobs.remote:DAQJobRemote", None),
+    "DAQJobRemoteProxy": ("enrgdaq.daq.jobs.remote:DAQJobRemoteProxy", None),
 }
 
 DEPRECATED_ALIASES = {
@@ -60,6 +62,7 @@ DEPRECATED_ALIASES = {
     "alert_slack": "DAQJobAlertSlack",
     "healthcheck": "DAQJobHealthcheck",
     "n1081b": "DAQJobN1081B",  # the original's configs/examples/n1081b.toml
+    "remote": "DAQJobRemote",  # an older configs/examples/remote.toml
 }
 
 ENTRY_POINT_GROUP = "enrgdaq.jobs"

@@ -1,0 +1,200 @@
+"""The original's bridge jobs between nodes: ``DAQJobRemoteProxy`` listens, ``DAQJobRemote`` connects.
+
+``DAQJobRemoteProxy`` (remote_proxy.toml) is the end other nodes connect to: remote publishers
+send into ``zmq_xsub_url``, remote subscribers read from ``zmq_xpub_url``. ``DAQJobRemote``
+(remote.toml) is the other end: it publishes this node's messages to a proxy's
+``zmq_proxy_pub_url`` and takes the proxy side's from ``zmq_proxy_sub_urls``. Both move the
+messages of ``topics`` (default: store messages) both ways between the peer and the local
+proxy, with the checks of :mod:`enrgdaq.message.bridge` (each message crosses once, none
+loops, malformed ones are dropped and counted).
+
+With ``secret_key_file`` and ``authorized_keys_dir`` (``enrgdaq keys generate``) the proxy
+speaks CURVE and lets in only the listed client keys; without them it binds the loopback
+interface only, whatever address the file names, and says so. See docs/bridges.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import zmq
+
+from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.models import DAQJobConfig
+from enrgdaq.errors import ConfigError
+from enrgdaq.message.bridge import BridgeFilter
+from enrgdaq.message.curve import CurveServer, loopback_only, secure_client
+
+POLL_MS = 100
+STATS_EVERY = 50  # polls between two updates of the job's counters
+
+
+class DAQJobRemoteProxyConfig(DAQJobConfig, kw_only=True):
+    """``zmq_xsub_url``: where other nodes publish in; ``zmq_xpub_url``: where they subscribe.
+    ``topics``: topic prefixes that cross (both ways). ``secret_key_file`` (this node's
+    ``.key_secret``) with ``authorized_keys_dir`` (the ``.key`` files of the nodes let in)
+    turn CURVE on; without them both URLs are bound to 127.0.0.1."""
+
+    zmq_xsub_url: str
+    zmq_xpub_url: str
+    topics: list[str] = msgspec.field(default_factory=lambda: ["store."])
+    secret_key_file: str | None = None
+    authorized_keys_dir: str | None = None
+
+
+class DAQJobRemoteConfig(DAQJobConfig, kw_only=True):
+    """``zmq_proxy_pub_url``: the peer proxy's ``zmq_xsub_url``; ``zmq_proxy_sub_urls``: its
+    ``zmq_xpub_url`` (one or more peers). ``secret_key_file`` (this node's ``.key_secret``) with
+    ``server_public_key_file`` (the peer's ``.key``) for a CURVE peer."""
+
+    zmq_proxy_pub_url: str
+    zmq_proxy_sub_urls: list[str] = []
+    topics: list[str] = msgspec.field(default_factory=lambda: ["store."])
+    secret_key_file: str | None = None
+    server_public_key_file: str | None = None
+
+
+class _Bridge(DAQJob):
+    """The loop both ends share: peer -> local proxy, local proxy -> peer, through one filter."""
+
+    config: Any
+    _receive_on_thread = False
+
+    def start(self) -> None:
+        if not (self.zmq_xpub_url and self.zmq_xsub_url):
+            raise ConfigError(
+                f"{type(self).__name__} needs the node's message plane (run it under a supervisor)"
+            )
+        self._filter = BridgeFilter(self.supervisor_info.supervisor_id)
+        context = zmq.Context()
+        sockets: list[zmq.Socket] = []
+        try:
+            local_sub = _socket(context, zmq.SUB, sockets)
+            local_sub.connect(self.zmq_xpub_url)
+            for topic in self.config.topics:
+                local_sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            local_pub = _socket(context, zmq.PUB, sockets)
+            local_pub.connect(self.zmq_xsub_url)
+            from_peer, to_peer = self._peer_sockets(context, sockets)
+            self._pump(local_sub, local_pub, from_peer, to_peer)
+        finally:
+            for socket in sockets:
+                socket.close(linger=0)
+            self._close_security()
+            context.term()
+
+    def _peer_sockets(self, context: zmq.Context, sockets: list[zmq.Socket]) -> tuple[zmq.Socket, zmq.Socket]:
+        raise NotImplementedError
+
+    def _close_security(self) -> None:
+        pass
+
+    def _pump(
+        self, local_sub: zmq.Socket, local_pub: zmq.Socket, from_peer: zmq.Socket, to_peer: zmq.Socket
+    ) -> None:
+        poller = zmq.Poller()
+        for socket in (local_sub, from_peer, to_peer):
+            poller.register(socket, zmq.POLLIN)
+        polls = 0
+        while not self._has_been_freed:
+            ready = dict(poller.poll(POLL_MS))
+            if local_sub in ready:
+                for frames in _drain(local_sub):
+                    if self._filter.outbound(frames):
+                        to_peer.send_multipart(frames, copy=False)
+            if from_peer in ready:
+                for frames in _drain(from_peer):
+                    if self._filter.inbound(frames):
+                        local_pub.send_multipart(frames, copy=False)
+            if to_peer in ready and to_peer.type == zmq.XPUB:
+                list(_drain(to_peer))  # subscriptions of the peers: the topics are fixed here
+            polls += 1
+            if polls % STATS_EVERY == 0:
+                self._count()
+        self._count()
+
+    def _count(self) -> None:
+        counts = self._filter.counts
+        self.counters.sent = counts.forwarded_out
+        self.counters.processed = counts.forwarded_in
+        self.counters.rejected = counts.duplicates + counts.malformed
+
+
+class DAQJobRemoteProxy(_Bridge):
+    config_type = DAQJobRemoteProxyConfig
+    config: DAQJobRemoteProxyConfig
+
+    def _peer_sockets(self, context: zmq.Context, sockets: list[zmq.Socket]) -> tuple[zmq.Socket, zmq.Socket]:
+        cfg = self.config
+        self._curve: CurveServer | None = None
+        xsub_url, xpub_url = cfg.zmq_xsub_url, cfg.zmq_xpub_url
+        if cfg.secret_key_file or cfg.authorized_keys_dir:
+            if not (cfg.secret_key_file and cfg.authorized_keys_dir):
+                raise ConfigError("give both secret_key_file and authorized_keys_dir (or neither)")
+            self._curve = CurveServer(context, cfg.secret_key_file, cfg.authorized_keys_dir, self.unique_id)
+        else:
+            xsub_url, xpub_url = loopback_only(xsub_url), loopback_only(xpub_url)
+            if (xsub_url, xpub_url) != (cfg.zmq_xsub_url, cfg.zmq_xpub_url):
+                self._logger.warning(
+                    "no CURVE keys (secret_key_file, authorized_keys_dir): listening on 127.0.0.1 only "
+                    "(%s, %s); make keys with 'enrgdaq keys generate' to accept other machines",
+                    xsub_url,
+                    xpub_url,
+                )
+        from_peer = _socket(context, zmq.SUB, sockets)
+        to_peer = _socket(context, zmq.XPUB, sockets)
+        for socket in (from_peer, to_peer):
+            if self._curve is not None:
+                self._curve.secure(socket)
+        from_peer.setsockopt(zmq.SUBSCRIBE, b"")
+        from_peer.bind(xsub_url)
+        to_peer.bind(xpub_url)
+        self._logger.info("bridge listening: publishers into %s, subscribers on %s", xsub_url, xpub_url)
+        return from_peer, to_peer
+
+    def _close_security(self) -> None:
+        curve = getattr(self, "_curve", None)
+        if curve is not None:
+            curve.stop()
+
+
+class DAQJobRemote(_Bridge):
+    config_type = DAQJobRemoteConfig
+    config: DAQJobRemoteConfig
+
+    def _peer_sockets(self, context: zmq.Context, sockets: list[zmq.Socket]) -> tuple[zmq.Socket, zmq.Socket]:
+        cfg = self.config
+        if bool(cfg.secret_key_file) != bool(cfg.server_public_key_file):
+            raise ConfigError("give both secret_key_file and server_public_key_file (or neither)")
+        from_peer = _socket(context, zmq.SUB, sockets)
+        to_peer = _socket(context, zmq.PUB, sockets)
+        for socket in (from_peer, to_peer):
+            if cfg.secret_key_file and cfg.server_public_key_file:
+                secure_client(socket, cfg.secret_key_file, cfg.server_public_key_file)
+        for topic in cfg.topics:
+            from_peer.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        for url in cfg.zmq_proxy_sub_urls:
+            from_peer.connect(url)
+        to_peer.connect(cfg.zmq_proxy_pub_url)
+        self._logger.info(
+            "bridge to %s (publishing) and %s (subscribed to %s)",
+            cfg.zmq_proxy_pub_url,
+            ", ".join(cfg.zmq_proxy_sub_urls) or "nothing",
+            ", ".join(cfg.topics),
+        )
+        return from_peer, to_peer
+
+
+def _socket(context: zmq.Context, kind: int, sockets: list[zmq.Socket]) -> zmq.Socket:
+    socket = context.socket(kind)
+    sockets.append(socket)
+    return socket
+
+
+def _drain(socket: zmq.Socket, most: int = 1000) -> Any:
+    for _ in range(most):
+        try:
+            yield socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
