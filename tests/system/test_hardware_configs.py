@@ -13,7 +13,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import tomllib
 import uuid
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.harness.celery_proc import REPO
+from tests.harness.ports import free_port
 from tests.harness.up import enrgdaq, start_up, stop_up
 from tests.harness.waiting import wait_for
 
@@ -44,12 +44,6 @@ def read_bytes(path: str) -> bytes:
         return b""
     with open(path, "rb") as f:
         return f.read()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def jobs(workdir: str) -> dict[str, dict[str, Any]]:

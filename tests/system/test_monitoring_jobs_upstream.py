@@ -21,6 +21,7 @@ from datetime import date
 
 import pytest
 
+from tests.harness.ports import free_port
 from tests.harness.up import enrgdaq, start_up, stop_up
 from tests.harness.waiting import wait_for
 from tests.system.monitoring_webhook import WebhookServer
@@ -32,12 +33,6 @@ pytestmark = [pytest.mark.system, pytest.mark.xdist_group("up")]
 UPSTREAM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "upstream_configs")
 EXAMPLES = ("handle_stats", "handle_alerts", "alert_slack", "healthcheck", "pc_metrics", "serve_http")
 SLACK_URL = "https://hooks.slack.com/services/xxxxxxxxxxxxxxxxxxxxxxxxx"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_free(port: int) -> bool:
