@@ -37,7 +37,9 @@ worker_soft_shutdown_timeout = 10.0
 worker_enable_soft_shutdown_on_idle = False
 
 task_default_queue = "default"
-task_routes = {"enrgdaq.supervisor.*": {"queue": "supervisor"}}
+# Beat's ticks go to this node's supervisor, ``supervisor@<node>`` (enrgdaq.control.queues): several
+# nodes share one Redis. A worker started with ``-Q name`` consumes ``name@<node>``.
+task_routes = ("enrgdaq.control.queues:route_ticks",)
 
 beat_scheduler = "celery.beat:Scheduler"
 beat_max_loop_interval = 1.0
@@ -48,7 +50,7 @@ def _tick(task: str, seconds: float) -> dict[str, object]:
     return {
         "task": task,
         "schedule": seconds,
-        "options": {"queue": "supervisor", "expires": max(4 * seconds, 1.0)},
+        "options": {"expires": max(4 * seconds, 1.0)},  # the queue: task_routes
     }
 
 

@@ -38,4 +38,9 @@ REDIS_URL_ENV = "ENRGDAQ_REDIS_URL"
 CONFIG_DIR_ENV = "ENRGDAQ_CONFIG_DIR"
 
 SUPERVISOR_QUEUE = "supervisor"
-"""The queue whose worker hosts the supervisor (and runs the beat ticks)."""
+"""The queue whose worker hosts the supervisor (and runs the beat ticks); on the wire it is
+``supervisor@<node>`` (see :mod:`enrgdaq.control.queues`)."""
+
+NODE_ENV = "ENRGDAQ_NODE"
+"""The node (supervisor id) a worker or beat belongs to; default: the supervisor id of its
+config directory (``ENRGDAQ_CONFIG_DIR``). Its queues are ``<queue>@<node>`` on the wire."""

@@ -67,6 +67,8 @@ class Node(BaseModel):
     hostname: str
     pid: int
     alive: bool
+    state: str = Field("alive", description="alive, or lost: its heartbeat expired (docs/nodes.md).")
+    last_heartbeat: str | None = Field(None, description="When it last said it is alive (ISO 8601).")
     started_at: float
     api_url: str | None = None
     jobs: dict[str, int] = Field(description="Number of jobs in each state.")

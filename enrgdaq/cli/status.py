@@ -23,6 +23,31 @@ def _age(iso: str | None) -> str:
     return f"{seconds:.1f}s ago" if seconds >= 0 else f"in {-seconds:.1f}s"
 
 
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def render_nodes(nodes: list[dict[str, object]]) -> list[str]:
+    """Every node on the Redis: host, last heartbeat, ``alive``/``lost``, its jobs per state."""
+    if not nodes:
+        return []
+    rows = [["NODE", "HOST", "HEARTBEAT", "STATE", "JOBS"]]
+    for n in nodes:
+        jobs = n.get("jobs") or {}
+        assert isinstance(jobs, dict)
+        rows.append(
+            [
+                str(n["supervisor_id"]),
+                str(n.get("hostname") or "-"),
+                _age(n.get("last_heartbeat")),  # type: ignore[arg-type]
+                str(n.get("state") or ("alive" if n.get("alive") else "lost")),
+                ", ".join(f"{count} {state}" for state, count in jobs.items()) or "-",
+            ]
+        )
+    return ["nodes:", *("  " + line for line in _columns(rows))]
+
+
 def render_table(doc: dict[str, object]) -> str:
     jobs = doc["jobs"]
     assert isinstance(jobs, list)
@@ -61,6 +86,9 @@ def render_table(doc: dict[str, object]) -> str:
     lines += [f"config problem: {text}" for text in problems.values()]
     if doc.get("api_url"):
         lines.append(f"REST API and status page: {doc['api_url']}")
+    nodes = doc.get("nodes") or []
+    assert isinstance(nodes, list)
+    lines += render_nodes(nodes)
     return "\n".join(lines)
 
 

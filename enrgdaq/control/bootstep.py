@@ -15,7 +15,9 @@ from typing import Any
 
 from celery import bootsteps
 
-from enrgdaq.constants import CONFIG_DIR_ENV, SUPERVISOR_ID_ENV, SUPERVISOR_QUEUE
+from enrgdaq.constants import CONFIG_DIR_ENV, NODE_ENV, SUPERVISOR_ID_ENV, SUPERVISOR_QUEUE
+from enrgdaq.control.queues import base_queue
+from enrgdaq.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,17 @@ def preload_job_runtime() -> None:
     import enrgdaq.message.client  # noqa: F401
 
 
+def check_node(supervisor_id: str) -> None:
+    """Refuse an ``ENRGDAQ_NODE`` that names another node than this supervisor's own id: its jobs
+    would be dispatched to queues that this node's workers do not consume."""
+    node = os.environ.get(NODE_ENV, "").strip()
+    if node and node != supervisor_id:
+        raise ConfigError(
+            f"{NODE_ENV}={node!r} but this supervisor's supervisor.toml says supervisor_id = "
+            f"{supervisor_id!r}: a node is named by its supervisor id; unset {NODE_ENV} or make them equal"
+        )
+
+
 class SupervisorStep(bootsteps.StartStopStep):
     label = "ENRGDAQ supervisor"
 
@@ -35,7 +48,8 @@ class SupervisorStep(bootsteps.StartStopStep):
         super().__init__(worker, **kwargs)
         self.supervisor: Any = None
         queues = worker.app.amqp.queues.consume_from or {}
-        self.enabled = SUPERVISOR_QUEUE in queues
+        # -Q supervisor (it becomes supervisor@<node> when the worker starts; see control.queues)
+        self.enabled = any(base_queue(name) == SUPERVISOR_QUEUE for name in queues)
         if not self.enabled:
             preload_job_runtime()
             return
@@ -43,6 +57,7 @@ class SupervisorStep(bootsteps.StartStopStep):
 
         config_dir = os.environ.get(CONFIG_DIR_ENV, "configs/")
         self.supervisor = Supervisor(daq_job_config_path=config_dir, celery_app=worker.app)
+        check_node(self.supervisor.supervisor_id)
         # Set before the pool forks, so that the tick tasks know which supervisor they serve.
         os.environ[SUPERVISOR_ID_ENV] = self.supervisor.supervisor_id
 

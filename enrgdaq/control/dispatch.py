@@ -1,4 +1,9 @@
-"""Sending a job's task to its queue, named so that Flower shows which job it is."""
+"""Sending a job's task to its queue, named so that Flower shows which job it is.
+
+The queue on the wire is the job's node's (``<queue>@<node>``, :mod:`enrgdaq.control.queues`):
+the node its TOML pins it to (``node = "daq-02"``), else the supervisor's own. A pinned job
+waits in its node's queue while that node has no worker; it is never sent to another node.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import uuid
 from typing import Any
 
 from enrgdaq.control.lifecycle import JobState
+from enrgdaq.control.queues import job_node, node_queue
 from enrgdaq.control.registry import JobRegistry
 
 logger = logging.getLogger(__name__)
@@ -24,12 +30,15 @@ def task_display_name(daq_job_type: str, unique_id: str) -> str:
 def dispatch_due(app: Any, registry: JobRegistry, now: float | None = None) -> list[str]:
     """Send the task of every job whose (re)start is due; returns their unique ids."""
     sent = []
+    supervisor_id = registry.keys.supervisor_id
     for unique_id in registry.take_due(time.time() if now is None else now):
         task_id = str(uuid.uuid4())
         target = registry.prepare_dispatch(unique_id, task_id)
         if target is None:
             continue
-        queue, daq_job_type = target
+        base, daq_job_type = target
+        node = job_node(str(registry.redis.hget(registry.keys.job(unique_id), "config") or ""), supervisor_id)
+        queue = node_queue(base, node)
         try:
             app.send_task(
                 RUN_TASK_NAME,
@@ -45,7 +54,14 @@ def dispatch_due(app: Any, registry: JobRegistry, now: float | None = None) -> l
             registry.redis.hset(registry.keys.job(unique_id), "state", JobState.RESTART_SCHEDULED.value)
             registry.reschedule(unique_id, time.time() + REDISPATCH_DELAY_SECONDS)
             continue
-        logger.info("[%s] dispatched to queue '%s' as task %s", unique_id, queue, task_id)
+        logger.info(
+            "[%s] dispatched to queue '%s' of node '%s' (%s) as task %s",
+            unique_id,
+            base,
+            node,
+            queue,
+            task_id,
+        )
         announce_sent(
             app,
             task_id,

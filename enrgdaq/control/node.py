@@ -62,8 +62,27 @@ class SupervisorRecord(msgspec.Struct, kw_only=True):
         return found
 
 
+def last_seen_key(supervisor_id: str) -> str:
+    """String without a TTL: the epoch time of the supervisor's last heartbeat (its alive key
+    expires; this one says when a lost node was last heard of)."""
+    return f"{Keys(supervisor_id).supervisor}:last_seen"
+
+
 def mark_alive(client: redis.Redis, supervisor_id: str, ttl_ms: int = SUPERVISOR_ALIVE_TTL_MS) -> None:
-    client.set(Keys(supervisor_id).supervisor_alive, json.dumps(time.time()), px=ttl_ms)
+    now = json.dumps(time.time())
+    pipe = client.pipeline(transaction=False)
+    pipe.set(Keys(supervisor_id).supervisor_alive, now, px=ttl_ms)
+    pipe.set(last_seen_key(supervisor_id), now)
+    pipe.execute()
+
+
+def last_seen(client: redis.Redis, supervisor_id: str) -> float | None:
+    """When the supervisor last said it is alive (None: never, or before this was recorded)."""
+    raw = client.get(last_seen_key(supervisor_id))
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def this_host() -> str:

@@ -4,6 +4,10 @@ One run of one job: claim the job (a lease in Redis, so that a job never
 runs twice whatever Celery redelivers), build the job from its registered
 config, run its ``start()`` until it ends, and record how it ended. The
 record is the only way a restart is decided; Celery's redelivery never is.
+
+A job pinned to another node (``node = "daq-02"`` in its TOML) runs there with that node's
+message plane and ring directory (the record of the node this worker belongs to); its lease,
+record and restarts stay with the supervisor that registered it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from enrgdaq.control.keeper import LeaseKeeper
 from enrgdaq.control.lifecycle import Outcome
 from enrgdaq.control.masking import mask_text
 from enrgdaq.control.node import SupervisorRecord, this_host
+from enrgdaq.control.queues import worker_node
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.daq.types import load_plugins
 from enrgdaq.errors import ConfigError
@@ -97,6 +102,17 @@ class JobRun:
             logger.info("[%s] run ended (%s) -> %s", self.unique_id, outcome.value, state)
         return outcome.value
 
+    def _node_record(self, supervisor: SupervisorRecord, pinned: str | None) -> SupervisorRecord:
+        """The record of the node this run is on: the registering supervisor's, unless the job is
+        pinned to another node (then this worker's node, whose queue delivered it)."""
+        if not pinned or pinned == supervisor.supervisor_id:
+            return supervisor
+        here = worker_node()
+        if here != pinned:
+            logger.warning("[%s] pinned to node '%s' but runs on node '%s'", self.unique_id, pinned, here)
+        logger.info("[%s] runs on node '%s' for supervisor '%s'", self.unique_id, here, self.supervisor_id)
+        return SupervisorRecord.load(self.registry.redis, here)
+
     def _run_job(self, supervisor: SupervisorRecord, keeper: LeaseKeeper) -> tuple[Outcome, str]:
         # Guarded: a plugin that fails to import only matters to the jobs whose class it defines.
         here = supervisor.config_dir if os.path.isdir(supervisor.config_dir) else settings.config_dir()
@@ -105,17 +121,18 @@ class JobRun:
         if record is None:
             return Outcome.STOPPED, "job was removed"
         spec = load_job_text(record.config, record.config_file or f"{self.unique_id}.toml")
+        node = self._node_record(supervisor, getattr(spec.config, "node", None))
         job = spec.daq_job_cls(
             spec.config,
-            supervisor_info=supervisor.info,
+            supervisor_info=node.info,
             instance_id=record.restarts,
             raw_config=record.config,
-            zmq_xpub_url=supervisor.xpub_url,
-            zmq_xsub_url=supervisor.xsub_url,
+            zmq_xpub_url=node.xpub_url,
+            zmq_xsub_url=node.xsub_url,
         )
         keeper.job = job
-        if supervisor.data_plane is not None:
-            job.configure_data_plane(supervisor.data_plane)
+        if node.data_plane is not None:
+            job.configure_data_plane(node.data_plane)
         try:
             if keeper.stop_requested:
                 job.request_stop()

@@ -1,4 +1,5 @@
-"""Worker signal handlers: a worker that shuts down stops its jobs; a revoke is a person's stop.
+"""Worker signal handlers: a worker that shuts down stops its jobs; a revoke is a person's stop;
+a worker started with ``-Q name`` consumes this node's ``name@<node>`` (:mod:`enrgdaq.control.queues`).
 
 Connected to the app by :func:`connect_signals`, which :mod:`enrgdaq.celery` calls once.
 """
@@ -23,7 +24,10 @@ _apps: list[Any] = []
 
 def connect_signals(app: Any) -> None:
     """Connect the handlers of this module for ``app``'s worker processes."""
+    from enrgdaq.control.queues import qualify_worker_queues
+
     _apps[:] = [app]
+    signals.celeryd_after_setup.connect(qualify_worker_queues, weak=False)
     signals.worker_shutting_down.connect(stop_jobs_of_this_worker, weak=False)
     signals.task_revoked.connect(revoked_is_a_stop, weak=False)
     signals.heartbeat_sent.connect(refresh_running_jobs_in_flower, weak=False)

@@ -47,14 +47,36 @@ class SupervisorStatus(msgspec.Struct, kw_only=True):
     supervisor_alive: bool = False
 
 
-def _iso(epoch: float | None) -> str | None:
+def iso_time(epoch: float | None) -> str | None:
+    """An epoch time as status shows it (local time, ISO 8601, milliseconds)."""
     return datetime.fromtimestamp(epoch).isoformat(timespec="milliseconds") if epoch else None
 
 
-def job_status(record: JobRecord) -> JobStatus:
-    live = record.state.is_live
+_iso = iso_time
+
+
+UNATTENDED_STATES = (JobState.STARTING, JobState.RUNNING, JobState.RESTART_SCHEDULED)
+
+
+def unattended(registry: JobRegistry, records: list[JobRecord], alive: bool) -> set[str]:
+    """Jobs of a lost node (its supervisor's heartbeat expired) that nothing runs: no run holds
+    their lease. Nobody notices their end or restarts them until the node is back, so they are
+    shown as ``waiting`` (the registry still says how their last run was)."""
+    if alive:
+        return set()
+    candidates = [r.unique_id for r in records if r.state in UNATTENDED_STATES]
+    if not candidates:
+        return set()
+    return {uid for uid, held in registry.leases(candidates).items() if not held}
+
+
+def job_status(record: JobRecord, waiting: bool = False) -> JobStatus:
+    """``waiting``: the job is one of :func:`unattended`'s, shown as waiting for its node."""
+    live = record.state.is_live and not waiting
     stats = record.stats_dict
     state, error = shown_state(record, stats)
+    if waiting:
+        state, error = JobState.WAITING.value, None
     return JobStatus(
         unique_id=record.unique_id,
         daq_job_type=record.daq_job_type,
@@ -64,7 +86,7 @@ def job_status(record: JobRecord) -> JobStatus:
         hostname=record.hostname or None,
         restarts=record.restarts,
         last_heartbeat=_iso(record.last_heartbeat),
-        restart_at=_iso(record.restart_at),
+        restart_at=None if waiting else _iso(record.restart_at),
         error=error,
         last_error=record.last_error or None,
         last_error_at=_iso(record.last_error_at),
@@ -87,6 +109,8 @@ def collect_status(registry: JobRegistry, info: SupervisorInfo) -> SupervisorSta
     records = registry.all()
     keys = Keys(info.supervisor_id)
     problems = registry.redis.hgetall(keys.problems)
+    alive = bool(registry.redis.exists(keys.supervisor_alive))
+    waiting = unattended(registry, records, alive)
     return SupervisorStatus(
         supervisor_info=info,
         daq_jobs=[
@@ -97,7 +121,7 @@ def collect_status(registry: JobRegistry, info: SupervisorInfo) -> SupervisorSta
                 supervisor_info=info,
             )
             for r in records
-            if r.state.is_live
+            if r.state.is_live and r.unique_id not in waiting
         ],
         daq_job_stats={info.supervisor_id: {r.unique_id: job_stats(r) for r in records}},
         restart_schedules=[
@@ -105,7 +129,7 @@ def collect_status(registry: JobRegistry, info: SupervisorInfo) -> SupervisorSta
             for r in records
             if r.restart_at
         ],
-        jobs=[job_status(r) for r in records],
+        jobs=[job_status(r, r.unique_id in waiting) for r in records],
         problems=dict(problems),  # type: ignore[arg-type]
-        supervisor_alive=bool(registry.redis.exists(keys.supervisor_alive)),
+        supervisor_alive=alive,
     )

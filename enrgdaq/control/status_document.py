@@ -111,9 +111,14 @@ def api_url(registry: JobRegistry) -> str | None:
 
 def status_report(registry: JobRegistry, info: SupervisorInfo) -> dict[str, object]:
     """The whole status document of one supervisor, read from Redis now, with every secret an
-    error text might quote (a database URL's password, a webhook path) masked."""
+    error text might quote (a database URL's password, a webhook path) masked.
+
+    ``nodes``: every node on this Redis, ``alive`` or ``lost`` (:mod:`enrgdaq.control.nodes`)."""
+    from enrgdaq.control.nodes import list_nodes
+
     report = collect_status(registry, info)
     doc = status_document(info.supervisor_id, report.jobs, report.supervisor_alive, report.problems)
     doc["api_url"] = api_url(registry)
+    doc["nodes"] = list_nodes(registry.redis)
     masked: dict[str, object] = mask_value(doc)
     return masked

@@ -41,9 +41,20 @@ def record_for(spec: JobSpec) -> JobRecord:
     )
 
 
-def remove_orphaned_rings(registry: JobRegistry, run_dir: str) -> list[str]:
-    """Delete the ring files of jobs the registry no longer holds; returns their names."""
+def known_job_ids(registry: JobRegistry) -> set[str]:
+    """Unique ids of every supervisor's jobs on this Redis: a job another supervisor pinned to
+    this node (``node = ...``) keeps its ring in this node's ring directory."""
+    from enrgdaq.control.keys import Keys, supervisor_ids_pattern
+
     known = set(registry.unique_ids())
+    for key in registry.redis.scan_iter(match=supervisor_ids_pattern(), count=100):
+        known.update(registry.redis.smembers(Keys(str(key).split(":")[1]).jobs))  # type: ignore[arg-type]
+    return known
+
+
+def remove_orphaned_rings(registry: JobRegistry, run_dir: str) -> list[str]:
+    """Delete the ring files of jobs no supervisor on this Redis holds; returns their names."""
+    known = known_job_ids(registry)
     removed = []
     try:
         names = [n for n in os.listdir(run_dir) if n.startswith(RING_PREFIX)]
@@ -93,7 +104,9 @@ def _sync_one(registry: JobRegistry, spec: JobSpec, current: JobRecord | None) -
     invalid_before = current is not None and current.exit_reason == Outcome.INVALID
     if current is None or current.removed or (invalid_before and current.config != spec.raw_config):
         registry.register(record_for(spec))
-        logger.info("[%s] registered %s on queue '%s'", uid, spec.daq_job_type, spec.queue)
+        node = getattr(spec.config, "node", None)
+        pinned = f" of node '{node}'" if node and node != registry.keys.supervisor_id else ""
+        logger.info("[%s] registered %s on queue '%s'%s", uid, spec.daq_job_type, spec.queue, pinned)
         return
     if current.config == spec.raw_config and current.queue == spec.queue:
         return

@@ -55,6 +55,10 @@ class DAQJobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ``ring_block_timeout_seconds``, counted); default: supervisor.toml's.
         ring_block_timeout_seconds: how long this producer waits for a slot
             before it warns (``block``) or drops (``drop``); default: supervisor.toml's.
+        node: the node (supervisor id) whose workers run this job (*new*), e.g. the
+            machine with its hardware: the job is sent to ``<queue>@<node>`` and waits
+            there while that node is down, never running elsewhere; default: the
+            supervisor whose config directory holds the file (docs/nodes.md).
     """
 
     daq_job_type: str
@@ -66,6 +70,7 @@ class DAQJobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     restart_on_crash: bool = True
     ring_policy: Literal["block", "drop"] | None = None
     ring_block_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
+    node: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")] | None = None
 
 
 class DAQJobInfo(msgspec.Struct, kw_only=True):

@@ -132,8 +132,12 @@ class Stack:
 
     # -- planning ----------------------------------------------------------------
     def queues(self) -> dict[str, int]:
-        """Queue -> number of jobs routed to it."""
-        counts = Counter(spec.queue for spec in self.specs)
+        """Queue -> number of this node's jobs routed to it (a job pinned to another node with
+        ``node = ...`` runs on that node's workers: docs/nodes.md)."""
+        here = self.config.info.supervisor_id
+        counts = Counter(
+            spec.queue for spec in self.specs if (getattr(spec.config, "node", None) or here) == here
+        )
         for queue in self.options.extra_queues:
             counts.setdefault(queue, 0)
         return dict(sorted(counts.items()))

@@ -100,9 +100,13 @@ def test_a_second_delivery_of_a_running_job_exits_at_once(system: DAQSystem) -> 
             "enrgdaq.run_daq_job",
             args=[system.supervisor_id, "life"],
             task_id=running.task_id,
-            queue="default",
+            queue=f"default@{system.supervisor_id}",  # the node's queue on the wire (docs/nodes.md)
         )
-        app.send_task("enrgdaq.run_daq_job", args=[system.supervisor_id, "life"], queue="default")
+        app.send_task(
+            "enrgdaq.run_daq_job",
+            args=[system.supervisor_id, "life"],
+            queue=f"default@{system.supervisor_id}",
+        )
     finally:
         app.close()
     worker = next(p for p in system.procs if p.name == "w-default")

@@ -82,8 +82,9 @@ def test_enrgdaq_up_runs_the_examples_shows_them_in_flower_and_stops_cleanly(tmp
             30,
             "Flower to show both jobs as started, on their queues",
         )
-        assert shown["DAQJobTest[test_producer]"]["routing_key"] == "default", shown
-        assert shown["DAQJobStoreCSV[store_csv]"]["routing_key"] == "store"
+        # The node's queues on the wire: <queue>@<supervisor id> (docs/nodes.md).
+        assert shown["DAQJobTest[test_producer]"]["routing_key"] == "default@example", shown
+        assert shown["DAQJobStoreCSV[store_csv]"]["routing_key"] == "store@example"
         # Beat's ticks (12 a second) stay out of Flower's task list.
         names = {str(t["name"]) for t in flower_tasks(port, "operator:test-secret").values()}
         assert names == {"DAQJobTest[test_producer]", "DAQJobStoreCSV[store_csv]"}, names

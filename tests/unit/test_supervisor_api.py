@@ -58,6 +58,7 @@ def test_the_seed_classes_and_methods_exist_with_their_signatures() -> None:
         "restart_at",
     ]
 
+
 def test_the_original_job_api_is_where_custom_jobs_import_it_from() -> None:
     from enrgdaq.daq.process import DAQJobProcess as defined
 
@@ -101,14 +102,14 @@ def test_a_supervisor_registers_and_dispatches_the_jobs_of_its_directory(redis_p
         supervisor.init()
         assert supervisor.supervisor_id == "api"
         assert os.path.exists(os.path.join(run_dir, "xsub.sock"))
-        # The job's task waits in its queue (no worker here): Celery's Redis list "default".
-        assert redis_proc.client().llen("default") == 1
+        # The job's task waits in its node's queue (no worker here): Celery's Redis list "default@api".
+        assert redis_proc.client().llen("default@api") == 1
         status = supervisor.get_status()
         assert isinstance(status, SupervisorStatus)
         assert [(j.unique_id, j.state, j.queue) for j in status.jobs] == [("producer", "waiting", "default")]
         assert [p.unique_id for p in supervisor.daq_job_processes] == ["producer"]
         supervisor.loop()  # a reconcile pass with nothing due is harmless
-        assert redis_proc.client().llen("default") == 1
+        assert redis_proc.client().llen("default@api") == 1
     finally:
         supervisor.stop()
         app.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -12,9 +11,8 @@ from enrgdaq.api.deps import operator
 from enrgdaq.api.problems import responses
 from enrgdaq.api.schemas import Node, StatusDocument, Template
 from enrgdaq.control.keys import Keys
-from enrgdaq.control.node import SupervisorRecord
+from enrgdaq.control.nodes import list_nodes
 from enrgdaq.control.operations import Operator
-from enrgdaq.control.registry import JobRegistry
 from enrgdaq.errors import JobNotFoundError
 
 router = APIRouter(prefix="/api")
@@ -29,31 +27,9 @@ def status(op: Operator = Op) -> dict[str, Any]:
 
 @router.get("/nodes", response_model=list[Node], responses=responses(), tags=["status"])
 def nodes(op: Operator = Op) -> list[dict[str, Any]]:
-    """Every supervisor registered in this Redis, with its number of jobs in each state."""
-    client = op.registry.redis
-    found = []
-    for record in SupervisorRecord.load_any(client):
-        keys = Keys(record.supervisor_id)
-        states: dict[str, int] = {}
-        for job in JobRegistry(client, record.supervisor_id).all():
-            states[job.state.shown] = states.get(job.state.shown, 0) + 1
-        raw_api = client.get(keys.api)
-        try:
-            api_url = json.loads(raw_api).get("url") if raw_api else None
-        except (ValueError, AttributeError):
-            api_url = None
-        found.append(
-            {
-                "supervisor_id": record.supervisor_id,
-                "hostname": record.hostname,
-                "pid": record.pid,
-                "alive": bool(client.exists(keys.supervisor_alive)),
-                "started_at": record.started_at,
-                "api_url": api_url,
-                "jobs": dict(sorted(states.items())),
-            }
-        )
-    return sorted(found, key=lambda n: str(n["supervisor_id"]))
+    """Every supervisor registered in this Redis: ``alive`` or ``lost``, its last heartbeat, its
+    number of jobs in each state (a lost node's jobs that nothing runs count as waiting)."""
+    return list_nodes(op.registry.redis)
 
 
 @router.get(

@@ -1,0 +1,230 @@
+"""Several nodes on one Redis: per-node queues, a job pinned to another node, a lost node.
+
+Two nodes share one real redis-server; each has its own config directory (its own
+supervisor id), supervisor worker, beat and a job worker started with the same plain
+``-Q default``, as a person would start them on two machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from enrgdaq.data.settings import ring_path
+from tests.harness.redis_proc import RedisProcess
+from tests.harness.system import DAQSystem, csv_rows
+from tests.harness.waiting import stays, wait_for
+
+pytestmark = pytest.mark.system
+
+NODE_A = "nodes-a"
+NODE_B = "nodes-b"
+
+
+class Node(DAQSystem):
+    """One node of the test: a config directory and its processes, on a Redis it shares."""
+
+    def __init__(self, base: str, supervisor_id: str, redis: RedisProcess) -> None:
+        self.base = base
+        self.config_dir = os.path.join(base, "configs")
+        self.out_dir = os.path.join(base, "out")
+        self.log_dir = os.path.join(base, "logs")
+        for d in (self.config_dir, self.out_dir, self.log_dir):
+            os.makedirs(d, exist_ok=True)
+        self.run_dir = tempfile.mkdtemp(prefix="edq-", dir="/tmp")
+        self.redis = redis
+        self.procs = []
+        self.supervisor_id = supervisor_id
+        self.write_supervisor()
+        self._registry = None
+
+    def life_job(self, name: str, extra: str = "") -> None:
+        self.write(
+            f"{name}.toml",
+            f"""
+            daq_job_type = "DAQJobLifeLog"
+            log_dir = "{os.path.join(self.base, "life-" + name)}"
+            {extra}
+        """,
+        )
+
+    def start(self, concurrency: int) -> None:
+        """Supervisor, beat and one ``-Q default`` worker; the supervisor first (it registers
+        the node's proxy and ring directory that the jobs use)."""
+        self.start_supervisor().wait_ready()
+        self.start_worker("default", concurrency=concurrency).wait_ready()
+        self.start_beat()
+
+    def worker(self) -> psutil.Process:
+        return psutil.Process(next(p for p in self.procs if p.name == "w-default").pid)
+
+    def kill_9(self) -> None:
+        """kill -9 of every process of the node (each one's whole process group)."""
+        for proc in self.procs:
+            if proc.alive():
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self.procs:
+            if proc.process is not None:
+                proc.process.wait(10)
+
+    def restart(self) -> None:
+        for proc in self.procs:
+            proc.start()
+        for proc in self.procs:
+            if proc.name != "beat":
+                proc.wait_ready()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.stop(timeout=5 if proc.name == "beat" else 20)
+        if self._registry is not None:
+            self._registry.redis.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def nodes(tmp_path: os.PathLike[str]) -> Iterator[tuple[Node, Node]]:
+    redis = RedisProcess(os.path.join(str(tmp_path), "redis"))
+    redis.start()
+    a = Node(os.path.join(str(tmp_path), "a"), NODE_A, redis)
+    b = Node(os.path.join(str(tmp_path), "b"), NODE_B, redis)
+    try:
+        yield a, b
+    finally:
+        b.close()
+        a.close()
+        redis.stop()
+        for node in (a, b):
+            assert not os.path.exists(node.run_dir), f"run dir left behind: {node.run_dir}"
+
+
+def two_nodes_with_a_pinned_producer(a: Node, b: Node) -> None:
+    """A: its own job, and a producer pinned to B. B: its own job and a CSV store (whose rows
+    show that the pinned producer sends through B's message plane and ring)."""
+    a.life_job("life_a")
+    a.write(
+        "seq_b.toml",
+        f"""
+        daq_job_type = "DAQJobSequence"
+        node = "{NODE_B}"
+        rate_hz = 50.0
+        [store_config.csv]
+        file_path = "seq.csv"
+    """,
+    )
+    b.life_job("life_b")
+    b.csv_store(queue="default")
+    b.start(concurrency=4)
+    a.start(concurrency=2)
+
+
+def child_of(pid: int | None, worker: psutil.Process) -> bool:
+    return pid is not None and psutil.Process(pid).ppid() == worker.pid
+
+
+def status_json(node: Node, supervisor_id: str) -> dict[str, Any]:
+    """``enrgdaq status --json`` as a person on ``node`` runs it."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "enrgdaq.cli.main",
+            "status",
+            "--json",
+            "--redis-url",
+            node.redis.url,
+            "--supervisor",
+            supervisor_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=node.env,
+        cwd=node.base,
+    )
+    assert done.returncode == 0, done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def node_entry(doc: dict[str, Any], supervisor_id: str) -> dict[str, Any]:
+    return next(n for n in doc["nodes"] if n["supervisor_id"] == supervisor_id)
+
+
+def node_state_is(node: Node, supervisor_id: str, state: str) -> dict[str, Any] | None:
+    """``node``'s status document when it shows node ``supervisor_id`` in ``state``, else None."""
+    doc = status_json(node, node.supervisor_id)
+    return doc if node_entry(doc, supervisor_id)["state"] == state else None
+
+
+def test_a_pinned_job_runs_on_its_node_and_each_nodes_jobs_on_their_own_workers(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    two_nodes_with_a_pinned_producer(a, b)
+    pinned = a.wait_state("seq_b", "running", timeout=30)
+    own_a = a.wait_state("life_a", "running")
+    own_b = b.wait_state("life_b", "running")
+    b.wait_state("store_csv", "running")
+
+    # Both workers were started with `-Q default`; each took only its own node's jobs.
+    assert child_of(pinned.pid, b.worker()), f"seq_b runs in pid {pinned.pid}, not in B's worker"
+    assert child_of(own_b.pid, b.worker()) and child_of(own_a.pid, a.worker())
+    # With B's ring directory and message plane: its ring is in B's run dir, its rows reach B's store.
+    wait_for(lambda: len(csv_rows(b.out_dir)) >= 10, 20, "the pinned producer's rows in B's CSV store")
+    assert os.path.exists(ring_path(b.run_dir, "seq_b"))
+    assert not os.path.exists(ring_path(a.run_dir, "seq_b"))
+
+    doc = status_json(a, NODE_A)
+    assert {n["supervisor_id"]: n["state"] for n in doc["nodes"]} == {NODE_A: "alive", NODE_B: "alive"}
+    assert node_entry(doc, NODE_A)["jobs"] == {"running": 2}
+    assert node_entry(doc, NODE_B)["last_heartbeat"]
+
+
+def test_a_lost_node_is_shown_lost_and_its_pinned_job_waits_until_the_node_is_back(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    two_nodes_with_a_pinned_producer(a, b)
+    first = a.wait_state("seq_b", "running", timeout=30)
+    b.wait_state("life_b", "running")
+    alive_key = f"enrgdaq:{NODE_B}:supervisor:alive"
+    # Beat's heartbeat has taken over from the supervisor's start-up grace (20 s).
+    wait_for(lambda: 0 < int(b.registry.redis.pttl(alive_key)) <= 3000, 15, "B's first heartbeat")
+
+    b.kill_9()
+    doc = wait_for(lambda: node_state_is(a, NODE_B, "lost"), 8, "node B shown lost from A", interval=0.2)
+    assert doc is not None and node_entry(doc, NODE_A)["state"] == "alive"
+    a.wait_state("seq_b", "waiting", timeout=10)
+    # It waits in B's queue: never dispatched elsewhere, never running anywhere.
+    stays(lambda: a.job("seq_b").state.value == "waiting", 3.0, "the pinned job to stay waiting")
+    doc = status_json(a, NODE_A)
+    seq_b = next(j for j in doc["jobs"] if j["unique_id"] == "seq_b")
+    assert (seq_b["state"], seq_b["pid"]) == ("waiting", None)
+    # B's own jobs: nothing runs them; shown waiting in its status and in the nodes list.
+    own = status_json(a, NODE_B)
+    assert {j["unique_id"]: j["state"] for j in own["jobs"]} == {"life_b": "waiting", "store_csv": "waiting"}
+    assert node_entry(own, NODE_B)["jobs"] == {"waiting": 2}
+    assert not own["supervisor_alive"]
+
+    b.restart()
+    again = a.wait_state("seq_b", "running", timeout=30)
+    assert again.task_id != first.task_id and child_of(again.pid, b.worker())
+    wait_for(
+        lambda: node_entry(status_json(a, NODE_A), NODE_B)["state"] == "alive",
+        15,
+        "B alive again",
+        interval=0.2,
+    )
