@@ -134,20 +134,11 @@ def child_of(pid: int | None, worker: psutil.Process) -> bool:
     return pid is not None and psutil.Process(pid).ppid() == worker.pid
 
 
-def status_json(node: Node, supervisor_id: str) -> dict[str, Any]:
-    """``enrgdaq status --json`` as a person on ``node`` runs it."""
+def status(node: Node, supervisor_id: str, *flags: str) -> str:
+    """``enrgdaq status`` as a person on ``node`` runs it."""
+    argv = [sys.executable, "-m", "enrgdaq.cli.main", "status", *flags]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "enrgdaq.cli.main",
-            "status",
-            "--json",
-            "--redis-url",
-            node.redis.url,
-            "--supervisor",
-            supervisor_id,
-        ],
+        [*argv, "--redis-url", node.redis.url, "--supervisor", supervisor_id],
         capture_output=True,
         text=True,
         timeout=30,
@@ -155,7 +146,11 @@ def status_json(node: Node, supervisor_id: str) -> dict[str, Any]:
         cwd=node.base,
     )
     assert done.returncode == 0, done.stderr
-    doc: dict[str, Any] = json.loads(done.stdout)
+    return done.stdout
+
+
+def status_json(node: Node, supervisor_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(status(node, supervisor_id, "--json"))
     return doc
 
 
@@ -218,6 +213,9 @@ def test_a_lost_node_is_shown_lost_and_its_pinned_job_waits_until_the_node_is_ba
     assert {j["unique_id"]: j["state"] for j in own["jobs"]} == {"life_b": "waiting", "store_csv": "waiting"}
     assert node_entry(own, NODE_B)["jobs"] == {"waiting": 2}
     assert not own["supervisor_alive"]
+    table = status(a, NODE_A).splitlines()
+    [row_b] = [line.split() for line in table if line.strip().startswith(NODE_B)]
+    assert row_b[-3:] == ["lost", "2", "waiting"], table
 
     b.restart()
     again = a.wait_state("seq_b", "running", timeout=30)
