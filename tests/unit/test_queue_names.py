@@ -97,3 +97,34 @@ def test_beats_ticks_go_to_this_nodes_supervisor(monkeypatch: pytest.MonkeyPatch
     app = _app()
     route = app.amqp.router.route({}, "enrgdaq.supervisor.routes")
     assert route["queue"].name == "supervisor@daq-02"
+
+
+def test_a_supervisor_refuses_an_enrgdaq_node_naming_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    from enrgdaq.control.bootstep import check_node
+
+    monkeypatch.setenv("ENRGDAQ_NODE", "daq-02")
+    check_node("daq-02")
+    with pytest.raises(ConfigError, match=r"ENRGDAQ_NODE='daq-02'.*supervisor_id = 'daq-01'"):
+        check_node("daq-01")
+    monkeypatch.delenv("ENRGDAQ_NODE")
+    check_node("daq-01")
+
+
+def test_up_starts_workers_only_for_its_own_nodes_jobs(tmp_path: str) -> None:
+    from enrgdaq.config.directory import read_config_dir
+    from enrgdaq.local.stack import Stack, UpOptions
+
+    files = {
+        "supervisor.toml": '[info]\nsupervisor_id = "daq-01"\n',
+        "here.toml": 'daq_job_type = "DAQJobStoreCSV"\nout_dir = "out/"\n',
+        "mine.toml": 'daq_job_type = "DAQJobStoreCSV"\nout_dir = "out/"\nqueue = "lab"\nnode = "daq-01"\n',
+        "there.toml": 'daq_job_type = "DAQJobStoreCSV"\nout_dir = "out/"\nqueue = "caen"\nnode = "daq-02"\n',
+    }
+    for name, text in files.items():
+        with open(os.path.join(str(tmp_path), name), "w") as f:
+            f.write(text)
+    stack = Stack(UpOptions(config_dir=str(tmp_path), echo=None))
+    directory = read_config_dir(str(tmp_path))
+    assert not directory.problems
+    stack.specs = directory.jobs
+    assert stack.queues() == {"lab": 1, "store": 1}
