@@ -52,9 +52,6 @@ def iso_time(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch).isoformat(timespec="milliseconds") if epoch else None
 
 
-_iso = iso_time
-
-
 UNATTENDED_STATES = (JobState.STARTING, JobState.RUNNING, JobState.RESTART_SCHEDULED)
 
 
@@ -85,11 +82,11 @@ def job_status(record: JobRecord, waiting: bool = False) -> JobStatus:
         pid=record.pid if live else None,
         hostname=record.hostname or None,
         restarts=record.restarts,
-        last_heartbeat=_iso(record.last_heartbeat),
-        restart_at=None if waiting else _iso(record.restart_at),
+        last_heartbeat=iso_time(record.last_heartbeat),
+        restart_at=None if waiting else iso_time(record.restart_at),
         error=error,
         last_error=record.last_error or None,
-        last_error_at=_iso(record.last_error_at),
+        last_error_at=iso_time(record.last_error_at),
         config_file=record.config_file or None,
         stats=stats,
     )
@@ -125,7 +122,7 @@ def collect_status(registry: JobRegistry, info: SupervisorInfo) -> SupervisorSta
         ],
         daq_job_stats={info.supervisor_id: {r.unique_id: job_stats(r) for r in records}},
         restart_schedules=[
-            RestartScheduleInfo(job=r.unique_id, restart_at=_iso(r.restart_at) or "")
+            RestartScheduleInfo(job=r.unique_id, restart_at=iso_time(r.restart_at) or "")
             for r in records
             if r.restart_at
         ],
