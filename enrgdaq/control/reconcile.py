@@ -24,12 +24,16 @@ from enrgdaq.constants import DAQ_JOB_MARK_AS_ALIVE_TIME_SECONDS
 from enrgdaq.control.dispatch import dispatch_due
 from enrgdaq.control.lifecycle import JobState, Outcome
 from enrgdaq.control.registry import JobRecord, JobRegistry
+from enrgdaq.daq.outbox import ANY_STORE
 from enrgdaq.data.settings import ring_path
 
 logger = logging.getLogger(__name__)
 
 LOCK_MS = 2000
 
+
+BRIDGE_TYPES = frozenset({"DAQJobRemote", "DAQJobRemoteProxy"})
+"""Jobs that carry store payloads to other nodes (:mod:`enrgdaq.daq.jobs.remote`)."""
 
 WEDGED_SECONDS = 10.0
 """A run on this host silent for this long while its process is still there is killed and
@@ -152,15 +156,23 @@ def routes_of(records: list[JobRecord]) -> dict[str, list[str]]:
     """
     routes: dict[str, list[str]] = {}
     for record in records:
-        if record.is_store and store_is_wanted(record):
+        if not store_is_wanted(record):
+            continue
+        if record.is_store:
             routes.setdefault(record.daq_job_type, []).append(record.unique_id)
+        elif record.daq_job_type in BRIDGE_TYPES:
+            routes.setdefault(ANY_STORE, []).append(record.unique_id)
     return routes
 
 
 def stores_not_running(records: list[JobRecord]) -> list[str]:
-    """Ids of the wanted stores that do not run now (restarting, waiting for a worker)."""
+    """Ids of the wanted stores (and bridges) that do not run now (restarting, waiting for a worker)."""
     return [
-        r.unique_id for r in records if r.is_store and store_is_wanted(r) and r.state is not JobState.RUNNING
+        r.unique_id
+        for r in records
+        if (r.is_store or r.daq_job_type in BRIDGE_TYPES)
+        and store_is_wanted(r)
+        and r.state is not JobState.RUNNING
     ]
 
 

@@ -39,6 +39,11 @@ from enrgdaq.models import SupervisorInfo
 _RING_PAYLOADS = (DAQJobMessageStorePyArrow, DAQJobMessageStoreRaw, DAQJobMessageStoreTabular)
 """Store messages that wait in the ring for a store of this node (a tabular one as its header alone)."""
 
+ANY_STORE = "*"
+"""The routes' key of the bridges to other nodes (see :func:`enrgdaq.control.reconcile.routes_of`)."""
+LOCAL_STORE_PREFIX = "store.supervisor."
+"""Topics of messages for this node's stores only (``target_local_supervisor``): never bridged."""
+
 ROUTES_GRACE_SECONDS = 5.0
 """How long a new producer holds a store message whose store is not known (or, for an inline
 message, not running) yet."""
@@ -198,7 +203,8 @@ class StoreOutbox:
         key = frozenset(topics)
         found = self._targets.get(key)
         if found is None:
-            found = self._targets[key] = _targets_of(store_names_of_topics(topics), routes, idle)
+            local_only = all(t.startswith(LOCAL_STORE_PREFIX) for t in topics)
+            found = self._targets[key] = _targets_of(store_names_of_topics(topics), routes, idle, local_only)
         return found
 
     def _hold_for_stores(self, message: DAQJobMessage, ring: bool) -> None:
@@ -245,15 +251,20 @@ class StoreOutbox:
             self._ring_writer = None
 
 
-def _targets_of(names: list[str], routes: dict[str, list[str]] | None, idle: frozenset[str]) -> StoreTargets:
+def _targets_of(
+    names: list[str], routes: dict[str, list[str]] | None, idle: frozenset[str], local_only: bool = False
+) -> StoreTargets:
     """:class:`StoreTargets` of the store classes ``names`` under ``routes`` (None: not known yet),
-    ``idle`` being the wanted stores that do not run now."""
+    ``idle`` being the wanted stores that do not run now. The bridges to other nodes (routes'
+    ``"*"``) take every payload that may leave the node (not ``local_only`` ones)."""
     known = routes or {}
-    wanted = [uid for name in names for uid in known.get(name, [])]
+    bridges = [] if local_only else known.get(ANY_STORE, [])
+    wanted = [uid for name in names for uid in known.get(name, [])] + bridges
+    running_bridges = [uid for uid in bridges if uid not in idle]
     running = {name: [uid for uid in known.get(name, []) if uid not in idle] for name in names}
     return StoreTargets(
-        unknown=routes is None or not all(known.get(name) for name in names),
-        silent=routes is None or not all(running.values()),
+        unknown=routes is None or not all(known.get(name) or bridges for name in names),
+        silent=routes is None or not all(v or running_bridges for v in running.values()),
         wanted=wanted,
-        listening=any(running.values()),
+        listening=any(running.values()) or bool(running_bridges),
     )

@@ -37,6 +37,7 @@ class BridgeCounts:
     malformed: int = 0
     duplicates: int = 0
     not_ours: int = 0  # came in over a bridge: never sent on (the loop guard)
+    dropped: int = 0  # inline messages the peer could not take (its queue full)
 
 
 class BridgeFilter:
@@ -51,7 +52,11 @@ class BridgeFilter:
     def outbound(self, frames: list[Any]) -> bool:
         """Whether a message of the local proxy goes to the peer."""
         message = self._decode(frames)
-        if message is None or not self._crosses(message):
+        return message is not None and self.leaves(message)
+
+    def leaves(self, message: DAQJobMessage) -> bool:
+        """Whether a message of this node (from its proxy or its rings) goes to the peer."""
+        if not self._crosses(message):
             return False
         if _origin(message) != self.node:
             self.counts.not_ours += 1

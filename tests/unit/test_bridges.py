@@ -37,6 +37,7 @@ from enrgdaq.daq.store.models import (
     DAQJobStoreConfigCSV,
     StorableDAQJobConfig,
 )
+from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.message.curve import generate
 from enrgdaq.message.proxy import MessageProxy
 from enrgdaq.models import SupervisorInfo
@@ -62,6 +63,7 @@ class Node:
         self.proxy = MessageProxy(self.xsub, self.xpub)
         self.proxy.start()
         self.out_dir = os.path.join(base, f"out-{name}")
+        self.data_plane = DataPlaneSettings(run_dir=self.dir, ring_bytes=64 * 4096, slot_bytes=4096)
         self.jobs: list[tuple[DAQJob, threading.Thread | None]] = []
 
     def job(self, cls: type[DAQJob], config: Any, run: bool = True) -> Any:
@@ -71,6 +73,7 @@ class Node:
             zmq_xpub_url=self.xpub,
             zmq_xsub_url=self.xsub,
         )
+        job.configure_data_plane(self.data_plane)
         thread = threading.Thread(target=job.start, daemon=True) if run else None
         if thread is not None:
             thread.start()
@@ -150,21 +153,15 @@ def warm_up(source: DAQJobRowSource, node: Node) -> None:
     wait_for(arrived, 20, "the first row across the bridge", interval=0.05)
 
 
-def bridge(tmp_path: Any, a: Node, b: Node, client_key: str = "node-a", curve: bool = True) -> None:
-    """A DAQJobRemoteProxy on b, and a DAQJobRemote on a connected to it (CURVE unless told)."""
+def bridge(
+    tmp_path: Any, a: Node, b: Node, client_key: str = "node-a", curve: bool = True, proxy: bool = True
+) -> tuple[int, int]:
+    """A DAQJobRemoteProxy on b (unless told), and a DAQJobRemote on a connected to it (CURVE
+    unless told); the proxy's two ports."""
     k = keys(tmp_path) if curve else {}
     pub_port, sub_port = free_port(), free_port()
-    b.job(
-        DAQJobRemoteProxy,
-        DAQJobRemoteProxyConfig(
-            daq_job_type="DAQJobRemoteProxy",
-            daq_job_unique_id="remote_proxy",
-            zmq_xsub_url=f"tcp://127.0.0.1:{pub_port}",
-            zmq_xpub_url=f"tcp://127.0.0.1:{sub_port}",
-            secret_key_file=os.path.join(k["dir"], "node-b.key_secret") if curve else None,
-            authorized_keys_dir=k["allowed"] if curve else None,
-        ),
-    )
+    if proxy:
+        start_proxy(b, pub_port, sub_port, k)
     a.job(
         DAQJobRemote,
         DAQJobRemoteConfig(
@@ -174,6 +171,22 @@ def bridge(tmp_path: Any, a: Node, b: Node, client_key: str = "node-a", curve: b
             zmq_proxy_sub_urls=[f"tcp://127.0.0.1:{sub_port}"],
             secret_key_file=os.path.join(k["dir"], f"{client_key}.key_secret") if curve else None,
             server_public_key_file=os.path.join(k["dir"], "node-b.key") if curve else None,
+        ),
+    )
+    return pub_port, sub_port
+
+
+def start_proxy(b: Node, pub_port: int, sub_port: int, k: dict[str, str]) -> None:
+    curve = bool(k)
+    b.job(
+        DAQJobRemoteProxy,
+        DAQJobRemoteProxyConfig(
+            daq_job_type="DAQJobRemoteProxy",
+            daq_job_unique_id="remote_proxy",
+            zmq_xsub_url=f"tcp://127.0.0.1:{pub_port}",
+            zmq_xpub_url=f"tcp://127.0.0.1:{sub_port}",
+            secret_key_file=os.path.join(k["dir"], "node-b.key_secret") if curve else None,
+            authorized_keys_dir=k["allowed"] if curve else None,
         ),
     )
 
@@ -191,6 +204,42 @@ def test_rows_of_node_a_land_once_in_node_bs_file_through_curve(
     twice = [n for n, c in Counter(rows_in(b)).items() if c > 1]
     assert not twice, f"rows stored twice: {twice[:5]}"
     assert rows_in(a) == [], "node-a has no store: nothing may be written there"
+
+
+def remote_cursor(source: DAQJobRowSource) -> tuple[int, int]:
+    """(the bridge's cursor in the producer's ring, the ring's write sequence)."""
+    ring = source._ring_writer.ring
+    index = ring.find_consumer("remote")
+    assert index is not None
+    return ring.cursor(index), ring.write_seq
+
+
+def test_ring_payloads_cross_as_bytes_and_land_once(nodes: tuple[Node, Node], tmp_path: Any) -> None:
+    """node-a has no store: its producer's tables go into its ring for the bridge alone, cross as
+    Arrow IPC and are stored on node-b, each once; every slot is given back."""
+    a, b = nodes
+    b.csv_store()
+    bridge(tmp_path, a, b)
+    source = a.source()
+    source.routes, source.stores_not_running = {"*": ["remote"]}, frozenset()
+    send(source, range(500))
+    assert source._ring_writer is not None, "the payloads did not go into the ring"
+    wait_for(lambda: set(range(500)) <= set(rows_in(b)), 20, "the 500 rows in node-b's file")
+    assert [n for n, c in Counter(rows_in(b)).items() if c > 1] == []
+    wait_for(lambda: remote_cursor(source)[0] == remote_cursor(source)[1] == 500, 10, "every slot given back")
+
+
+def test_while_the_peer_is_away_payloads_wait_in_the_ring(nodes: tuple[Node, Node], tmp_path: Any) -> None:
+    a, b = nodes
+    b.csv_store()
+    pub_port, sub_port = bridge(tmp_path, a, b, curve=False, proxy=False)  # node-b's end not there yet
+    source = a.source()
+    source.routes, source.stores_not_running = {"*": ["remote"]}, frozenset()
+    send(source, range(50))
+    assert remote_cursor(source) == (0, 50), "payloads were given back with nobody to take them"
+    start_proxy(b, pub_port, sub_port, {})
+    wait_for(lambda: set(range(50)) <= set(rows_in(b)), 20, "the 50 rows once node-b's end is there")
+    assert [n for n, c in Counter(rows_in(b)).items() if c > 1] == []
 
 
 def test_a_key_not_in_the_allow_list_is_refused_and_logged(

@@ -130,3 +130,15 @@ def test_a_running_store_that_cannot_write_is_shown_stalled_with_its_error() -> 
     recovered = {**stats, "write_failing": 0}
     record.stats = json.dumps(recovered)
     assert job_status(record).state == "running" and job_status(record).error is None
+
+
+def test_bridges_are_in_the_routes_as_consumers_of_every_store_payload() -> None:
+    records = [
+        store("store_csv", JobState.RUNNING),
+        JobRecord(unique_id="to_b", daq_job_type="DAQJobRemote", state=JobState.RUNNING),
+        JobRecord(unique_id="proxy", daq_job_type="DAQJobRemoteProxy", state=JobState.RESTART_SCHEDULED),
+        JobRecord(unique_id="gone", daq_job_type="DAQJobRemote", state=JobState.STOPPED, desired="stop"),
+    ]
+
+    assert routes_of(records) == {"DAQJobStoreCSV": ["store_csv"], "*": ["to_b", "proxy"]}
+    assert stores_not_running(records) == ["proxy"]

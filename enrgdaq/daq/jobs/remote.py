@@ -21,12 +21,16 @@ import msgspec
 import zmq
 
 from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.jobs.remote_rings import RingPayloads
 from enrgdaq.daq.models import DAQJobConfig
+from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import ConfigError
 from enrgdaq.message.bridge import BridgeFilter
 from enrgdaq.message.curve import CurveServer, loopback_only, secure_client
 
 POLL_MS = 100
+RING_POLL_MS = 2
+SEND_HWM = 10_000
 STATS_EVERY = 50  # polls between two updates of the job's counters
 
 
@@ -56,17 +60,24 @@ class DAQJobRemoteConfig(DAQJobConfig, kw_only=True):
 
 
 class _Bridge(DAQJob):
-    """The loop both ends share: peer -> local proxy, local proxy -> peer, through one filter."""
+    """The loop both ends share: peer -> local proxy, local proxy -> peer, through one filter;
+    and the node's rings -> peer (the bridge is a consumer of every producer's ring, listed in
+    the routes under ``"*"``: store payloads that live in rings cross as bytes)."""
 
     config: Any
     _receive_on_thread = False
+
+    def __init__(self, config: Any, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self._filter = BridgeFilter(self.supervisor_info.supervisor_id)
+        self._rings: RingPayloads | None = None
+        self._peer_subscriptions = 0  # the peer's subscriptions on our sending socket: 0, it is away
 
     def start(self) -> None:
         if not (self.zmq_xpub_url and self.zmq_xsub_url):
             raise ConfigError(
                 f"{type(self).__name__} needs the node's message plane (run it under a supervisor)"
             )
-        self._filter = BridgeFilter(self.supervisor_info.supervisor_id)
         context = zmq.Context()
         sockets: list[zmq.Socket] = []
         try:
@@ -98,27 +109,66 @@ class _Bridge(DAQJob):
             poller.register(socket, zmq.POLLIN)
         polls = 0
         while not self._has_been_freed:
-            ready = dict(poller.poll(POLL_MS))
+            busy = self._rings is not None and self._rings.forward(to_peer, self._peer_subscriptions > 0)
+            ready = dict(poller.poll(0 if busy else self._poll_ms()))
             if local_sub in ready:
                 for frames in _drain(local_sub):
                     if self._filter.outbound(frames):
-                        to_peer.send_multipart(frames, copy=False)
+                        self._to_peer(to_peer, frames)
             if from_peer in ready:
                 for frames in _drain(from_peer):
                     if self._filter.inbound(frames):
                         local_pub.send_multipart(frames, copy=False)
-            if to_peer in ready and to_peer.type == zmq.XPUB:
-                list(_drain(to_peer))  # subscriptions of the peers: the topics are fixed here
+            if to_peer in ready:
+                for frames in _drain(to_peer):  # the peers' (un)subscriptions: is anyone there?
+                    first = frames[0].bytes[:1]
+                    self._peer_subscriptions += 1 if first == b"\x01" else -1 if first == b"\x00" else 0
             polls += 1
             if polls % STATS_EVERY == 0:
                 self._count()
         self._count()
+
+    def _to_peer(self, to_peer: zmq.Socket, frames: list[Any]) -> None:
+        """An inline message to the peer; one it cannot take now (away, queue full) is dropped and
+        counted (inline messages are the documented exception to lossless; ring payloads wait)."""
+        try:
+            to_peer.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self._filter.counts.forwarded_out -= 1
+            self._filter.counts.dropped += 1
+
+    def _poll_ms(self) -> int:
+        """Idle: with rings to read, look at them again soon (producers send a bridge no wake-ups)."""
+        return RING_POLL_MS if self._rings is not None and self._rings.reading else POLL_MS
 
     def _count(self) -> None:
         counts = self._filter.counts
         self.counters.sent = counts.forwarded_out
         self.counters.processed = counts.forwarded_in
         self.counters.rejected = counts.duplicates + counts.malformed
+        self.counters.dropped = counts.dropped
+
+    # -- the rings: store payloads of this node's producers, sent on as bytes ----------------
+    def configure_data_plane(self, settings: DataPlaneSettings) -> None:
+        super().configure_data_plane(settings)
+        if settings.enabled:
+            self._rings = RingPayloads(self.unique_id, settings.run_dir, self._filter)
+
+    def ring_heartbeat(self) -> None:
+        if self._rings is not None:
+            self._rings.heartbeat()
+
+    def data_plane_stats(self) -> dict[str, int]:
+        stats = super().data_plane_stats()
+        if self._rings is not None:
+            stats.update(self._rings.stats())
+        return stats
+
+    def _close_data_plane(self, for_good: bool) -> None:
+        super()._close_data_plane(for_good)
+        if self._rings is not None:
+            self._rings.close(for_good)
+            self._rings = None
 
 
 class DAQJobRemoteProxy(_Bridge):
@@ -143,7 +193,7 @@ class DAQJobRemoteProxy(_Bridge):
                     xpub_url,
                 )
         from_peer = _socket(context, zmq.SUB, sockets)
-        to_peer = _socket(context, zmq.XPUB, sockets)
+        to_peer = _sender(context, sockets)
         for socket in (from_peer, to_peer):
             if self._curve is not None:
                 self._curve.secure(socket)
@@ -168,7 +218,7 @@ class DAQJobRemote(_Bridge):
         if bool(cfg.secret_key_file) != bool(cfg.server_public_key_file):
             raise ConfigError("give both secret_key_file and server_public_key_file (or neither)")
         from_peer = _socket(context, zmq.SUB, sockets)
-        to_peer = _socket(context, zmq.PUB, sockets)
+        to_peer = _sender(context, sockets)
         for socket in (from_peer, to_peer):
             if cfg.secret_key_file and cfg.server_public_key_file:
                 secure_client(socket, cfg.secret_key_file, cfg.server_public_key_file)
@@ -189,6 +239,15 @@ class DAQJobRemote(_Bridge):
 def _socket(context: zmq.Context, kind: int, sockets: list[zmq.Socket]) -> zmq.Socket:
     socket = context.socket(kind)
     sockets.append(socket)
+    return socket
+
+
+def _sender(context: zmq.Context, sockets: list[zmq.Socket]) -> zmq.Socket:
+    """The socket towards the peer: an XPUB (it sees whether a peer subscribes: nobody there, ring
+    payloads wait in their rings) that never drops silently (a full queue says so)."""
+    socket = _socket(context, zmq.XPUB, sockets)
+    socket.setsockopt(zmq.XPUB_NODROP, 1)
+    socket.setsockopt(zmq.SNDHWM, SEND_HWM)
     return socket
 
 
