@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 
 from enrgdaq.config.directory import problem_job_id
 from enrgdaq.config.loader import JobSpec
 from enrgdaq.control.lifecycle import JobState, Outcome
+from enrgdaq.control.queues import job_node
 from enrgdaq.control.registry import JobRecord, JobRegistry
 from enrgdaq.daq.store.base import DAQJobStore
 from enrgdaq.data.settings import RING_PREFIX
@@ -114,5 +116,41 @@ def _sync_one(registry: JobRegistry, spec: JobSpec, current: JobRecord | None) -
     if current.state in (JobState.STARTING, JobState.RUNNING):
         registry.stop_run(uid, current.task_id)
         logger.info("[%s] config changed: restarting with the new one", uid)
+    elif current.state is JobState.WAITING and _moved(registry, spec, current):
+        _send_again(registry, spec)
     else:
         logger.info("[%s] config changed", uid)
+
+
+# KEYS: job, restarts. ARGV: now, uid. A waiting job's task sits in its old queue (a node that is
+# down, a queue without a worker): a new dispatch (a new task id) sends it where its file now says,
+# and the old task, when a worker takes it, finds itself stale.
+REDISPATCH_WAITING = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'waiting' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'restart_scheduled', 'task_id', '', 'restart_at', ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def _send_again(registry: JobRegistry, spec: JobSpec) -> None:
+    """A waiting job whose file now names another queue or node: dispatched again, there."""
+    keys = [registry.keys.job(spec.unique_id), registry.keys.restarts]
+    if registry.redis.register_script(REDISPATCH_WAITING)(
+        keys=keys, args=[repr(time.time()), spec.unique_id]
+    ):
+        queue, node = _target(registry, spec)
+        logger.info(
+            "[%s] config changed: sent again, to queue '%s' of node '%s'", spec.unique_id, queue, node
+        )
+
+
+def _target(registry: JobRegistry, spec: JobSpec) -> tuple[str, str]:
+    """(queue, node) a job's file sends it to."""
+    return spec.queue, getattr(spec.config, "node", None) or registry.keys.supervisor_id
+
+
+def _moved(registry: JobRegistry, spec: JobSpec, current: JobRecord) -> bool:
+    """Whether the file now sends the job to another queue or node than its registered config."""
+    before = (current.queue, job_node(current.config, registry.keys.supervisor_id))
+    return before != _target(registry, spec)

@@ -226,3 +226,19 @@ def test_a_lost_node_is_shown_lost_and_its_pinned_job_waits_until_the_node_is_ba
         "B alive again",
         interval=0.2,
     )
+
+
+def test_a_job_waiting_for_a_node_that_is_down_moves_when_its_file_names_another(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, _b = nodes  # node B is never started: its queue has no worker
+    life = os.path.join(a.base, "life-moving")
+    pinned = f'daq_job_type = "DAQJobLifeLog"\nlog_dir = "{life}"\nnode = "%s"\n'
+    a.write("moving.toml", pinned % NODE_B)
+    a.start(concurrency=2)
+    first = a.wait_state("moving", "waiting")
+    stays(lambda: a.job("moving").state.value == "waiting", 2.0, "the job pinned to B to wait")
+
+    a.write("moving.toml", pinned % NODE_A)  # a person moves it to a node that runs
+    moved = a.wait_state("moving", "running", timeout=20)
+    assert moved.task_id != first.task_id and child_of(moved.pid, a.worker())
