@@ -204,7 +204,7 @@ class StoreOutbox:
         found = self._targets.get(key)
         if found is None:
             local_only = all(t.startswith(LOCAL_STORE_PREFIX) for t in topics)
-            found = self._targets[key] = _targets_of(store_names_of_topics(topics), routes, idle, local_only)
+            found = self._targets[key] = targets_of(store_names_of_topics(topics), routes, idle, local_only)
         return found
 
     def _hold_for_stores(self, message: DAQJobMessage, ring: bool) -> None:
@@ -251,7 +251,7 @@ class StoreOutbox:
             self._ring_writer = None
 
 
-def _targets_of(
+def targets_of(
     names: list[str], routes: dict[str, list[str]] | None, idle: frozenset[str], local_only: bool = False
 ) -> StoreTargets:
     """:class:`StoreTargets` of the store classes ``names`` under ``routes`` (None: not known yet),

@@ -64,16 +64,16 @@ class BridgeFilter:
         self.counts.forwarded_out += 1
         return True
 
-    def inbound(self, frames: list[Any]) -> bool:
-        """Whether a message from the peer goes into the local proxy."""
+    def inbound(self, frames: list[Any]) -> DAQJobMessage | None:
+        """The message from the peer if it goes into this node (else None)."""
         message = self._decode(frames)
         if message is None or not self._crosses(message) or _origin(message) == self.node:
-            return False
+            return None
         if not self._first_time(_bytes(frames[0])):
             self.counts.duplicates += 1
-            return False
+            return None
         self.counts.forwarded_in += 1
-        return True
+        return message
 
     def _decode(self, frames: list[Any]) -> DAQJobMessage | None:
         try:

@@ -66,7 +66,9 @@ class Node:
         self.data_plane = DataPlaneSettings(run_dir=self.dir, ring_bytes=64 * 4096, slot_bytes=4096)
         self.jobs: list[tuple[DAQJob, threading.Thread | None]] = []
 
-    def job(self, cls: type[DAQJob], config: Any, run: bool = True) -> Any:
+    def job(
+        self, cls: type[DAQJob], config: Any, run: bool = True, routes: dict[str, list[str]] | None = None
+    ) -> Any:
         job = cls(
             config,
             supervisor_info=SupervisorInfo(supervisor_id=self.name),
@@ -74,6 +76,8 @@ class Node:
             zmq_xsub_url=self.xsub,
         )
         job.configure_data_plane(self.data_plane)
+        if routes is not None:  # what the node's supervisor would send (none runs here)
+            job.routes, job.stores_not_running = routes, frozenset()
         thread = threading.Thread(target=job.start, daemon=True) if run else None
         if thread is not None:
             thread.start()
@@ -188,6 +192,7 @@ def start_proxy(b: Node, pub_port: int, sub_port: int, k: dict[str, str]) -> Non
             secret_key_file=os.path.join(k["dir"], "node-b.key_secret") if curve else None,
             authorized_keys_dir=k["allowed"] if curve else None,
         ),
+        routes={"DAQJobStoreCSV": ["store_csv"]},  # payloads from the peer land in this node's ring
     )
 
 
@@ -204,6 +209,10 @@ def test_rows_of_node_a_land_once_in_node_bs_file_through_curve(
     twice = [n for n, c in Counter(rows_in(b)).items() if c > 1]
     assert not twice, f"rows stored twice: {twice[:5]}"
     assert rows_in(a) == [], "node-a has no store: nothing may be written there"
+    (proxy,) = [job for job, _ in b.jobs if isinstance(job, DAQJobRemoteProxy)]
+    assert proxy._ring_writer is not None and proxy._ring_writer.ring.write_seq >= 500, (
+        "the rows did not land in node-b's ring"
+    )
 
 
 def remote_cursor(source: DAQJobRowSource) -> tuple[int, int]:

@@ -22,7 +22,10 @@ import zmq
 
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.jobs.remote_rings import RingPayloads
-from enrgdaq.daq.models import DAQJobConfig
+from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
+from enrgdaq.daq.outbox import targets_of
+from enrgdaq.daq.store.models import DAQJobMessageStore
+from enrgdaq.daq.store.routing import store_names_of_topics
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import ConfigError
 from enrgdaq.message.bridge import BridgeFilter
@@ -31,7 +34,10 @@ from enrgdaq.message.curve import CurveServer, loopback_only, secure_client
 POLL_MS = 100
 RING_POLL_MS = 2
 SEND_HWM = 10_000
-STATS_EVERY = 50  # polls between two updates of the job's counters
+SEND_BUFFER_BYTES = 64 * 2**20
+"""What the socket towards the peer may queue, in bytes: ring payloads beyond it wait in their rings."""
+STATS_EVERY = 50
+INBOUND_EVERY = 20  # polls between two updates of the job's counters
 
 
 class DAQJobRemoteProxyConfig(DAQJobConfig, kw_only=True):
@@ -117,16 +123,30 @@ class _Bridge(DAQJob):
                         self._to_peer(to_peer, frames)
             if from_peer in ready:
                 for frames in _drain(from_peer):
-                    if self._filter.inbound(frames):
+                    message = self._filter.inbound(frames)
+                    if message is not None and not self._into_ring(message):
                         local_pub.send_multipart(frames, copy=False)
             if to_peer in ready:
                 for frames in _drain(to_peer):  # the peers' (un)subscriptions: is anyone there?
                     first = frames[0].bytes[:1]
                     self._peer_subscriptions += 1 if first == b"\x01" else -1 if first == b"\x00" else 0
             polls += 1
+            if polls % INBOUND_EVERY == 0 or not busy:
+                self._process_inbound(timeout_ms=0)  # routes, stop requests
             if polls % STATS_EVERY == 0:
                 self._count()
         self._count()
+
+    def _into_ring(self, message: DAQJobMessage) -> bool:
+        """A store payload from the peer goes into this bridge's ring for this node's stores of its
+        classes (a ring gives backpressure: while the stores are behind, the bridge stops reading
+        from the peer, whose payloads then wait in its rings); False: send it inline (no store
+        here takes it, routes not known yet, larger than a slot). Its sender stays its origin."""
+        if not isinstance(message, DAQJobMessageStore) or not self._ring_takes(message):
+            return False
+        names = store_names_of_topics(message.topics)
+        targets = targets_of(names, self.routes, self.stores_not_running, local_only=True)
+        return bool(targets.wanted) and self._write_to_ring(message, targets.wanted)
 
     def _to_peer(self, to_peer: zmq.Socket, frames: list[Any]) -> None:
         """An inline message to the peer; one it cannot take now (away, queue full) is dropped and
@@ -136,6 +156,13 @@ class _Bridge(DAQJob):
         except zmq.Again:
             self._filter.counts.forwarded_out -= 1
             self._filter.counts.dropped += 1
+
+    def _send_hwm(self) -> int:
+        """Messages the peer's queue may hold: ``SEND_BUFFER_BYTES`` worth of ring slots."""
+        settings = self._data_plane
+        if settings is None or not settings.enabled:
+            return SEND_HWM
+        return max(4, min(SEND_HWM, SEND_BUFFER_BYTES // settings.slot_bytes))
 
     def _poll_ms(self) -> int:
         """Idle: with rings to read, look at them again soon (producers send a bridge no wake-ups)."""
@@ -193,7 +220,7 @@ class DAQJobRemoteProxy(_Bridge):
                     xpub_url,
                 )
         from_peer = _socket(context, zmq.SUB, sockets)
-        to_peer = _sender(context, sockets)
+        to_peer = _sender(context, sockets, self._send_hwm())
         for socket in (from_peer, to_peer):
             if self._curve is not None:
                 self._curve.secure(socket)
@@ -218,7 +245,7 @@ class DAQJobRemote(_Bridge):
         if bool(cfg.secret_key_file) != bool(cfg.server_public_key_file):
             raise ConfigError("give both secret_key_file and server_public_key_file (or neither)")
         from_peer = _socket(context, zmq.SUB, sockets)
-        to_peer = _sender(context, sockets)
+        to_peer = _sender(context, sockets, self._send_hwm())
         for socket in (from_peer, to_peer):
             if cfg.secret_key_file and cfg.server_public_key_file:
                 secure_client(socket, cfg.secret_key_file, cfg.server_public_key_file)
@@ -242,12 +269,12 @@ def _socket(context: zmq.Context, kind: int, sockets: list[zmq.Socket]) -> zmq.S
     return socket
 
 
-def _sender(context: zmq.Context, sockets: list[zmq.Socket]) -> zmq.Socket:
+def _sender(context: zmq.Context, sockets: list[zmq.Socket], hwm: int = SEND_HWM) -> zmq.Socket:
     """The socket towards the peer: an XPUB (it sees whether a peer subscribes: nobody there, ring
     payloads wait in their rings) that never drops silently (a full queue says so)."""
     socket = _socket(context, zmq.XPUB, sockets)
     socket.setsockopt(zmq.XPUB_NODROP, 1)
-    socket.setsockopt(zmq.SNDHWM, SEND_HWM)
+    socket.setsockopt(zmq.SNDHWM, hwm)
     return socket
 
 
