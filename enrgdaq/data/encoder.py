@@ -30,6 +30,8 @@ class SlotEncoder:
         # The last table's encoded layout, buffers and size: a producer that hands the same
         # table object again (its buffers refilled in place, as a readout loop does) reuses them.
         self._last: tuple[pa.Table, bytes, _Places, int, str] | None = None
+        # Record-batch shapes by (schema bytes, rows): see _batch_places.
+        self._batch_shapes: dict[tuple[bytes, int], tuple[Any, list[tuple[int, int]], int, list[int]]] = {}
 
     def split(self, message: Any) -> tuple[str, bytes, Any]:
         """The codec's (type name, header, payload) of ``message``."""
@@ -91,7 +93,7 @@ class SlotEncoder:
         layout = SlotLayout(type_name=type_name, num_rows=table.num_rows)
         self._remember(table.schema)
         layout.schema = self._schema_bytes
-        found = _batch_places(table, layout) if self._flat else None
+        found = self._batch_places(table, layout) if self._flat else None
         if found is None:
             found = self._buffer_places(table, layout)
         places = [(offset, _bytes_view(buffer)) for offset, buffer in found[0]]
@@ -102,6 +104,36 @@ class SlotEncoder:
         if self._flat and all(column.num_chunks <= 1 for column in table.columns):
             self._last = (table, encoded, places, total, type_name)
         return encoded, places, total
+
+    def _batch_places(self, table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, Any]], int] | None:
+        """:func:`_batch_places`, with the record batch's metadata and body offsets kept per schema
+        and row count: they depend on nothing else for fixed-width columns without validity
+        bitmaps, so a producer that sends a new table each time (a readout, a bridge) copies its
+        data once, into the slot, instead of serializing it first to learn where it goes."""
+        arrays = _batch_arrays(table)
+        if arrays is None:
+            return None
+        key = (self._schema_bytes, table.num_rows)
+        known = self._batch_shapes.get(key)
+        if known is None:
+            found = _batch_places(table, layout)
+            if found is None:
+                return None
+            places, total = found
+            assert layout.batch is not None
+            sizes: list[tuple[int, int]] = [(offset, buffer.size) for offset, buffer in places[1:]]
+            shape = (places[0], sizes, total, list(layout.batch))
+            if len(self._batch_shapes) >= 64:
+                self._batch_shapes.clear()
+            self._batch_shapes[key] = shape
+            return found
+        head, parts, total, batch = known
+        layout.batch = list(batch)
+        data = [a.buffers()[1] for a in arrays]
+        places = [head] + [
+            (offset, buf.slice(0, size)) for (offset, size), buf in zip(parts, data, strict=True)
+        ]
+        return places, total
 
     def _buffer_places(self, table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, Any]], int]:
         """Each column's buffers one after the other (flat types), or one IPC stream (nested)."""
@@ -144,15 +176,8 @@ def _fixed_width(dtype: pa.DataType) -> bool:
     )
 
 
-def _batch_places(table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, Any]], int] | None:
-    """The slot as one Arrow IPC record-batch message, for tables of fixed-width columns without nulls.
-
-    The consumer then rebuilds the table in one call (``ipc.read_record_batch``,
-    zero-copy) instead of one ``Array.from_buffers`` per column. The message's
-    metadata is taken once from pyarrow's own serialization, with where it puts
-    each column's data; a producer refilling the same table in place then only
-    copies the data buffers to those places.
-    """
+def _batch_arrays(table: pa.Table) -> list[pa.Array] | None:
+    """The table's columns if it can travel as one record-batch message (see below), else None."""
     arrays = []
     for index in range(table.num_columns):
         column = table.column(index)
@@ -164,6 +189,21 @@ def _batch_places(table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, 
         if array.offset or array.buffers()[0] is not None or not _fixed_width(array.type):
             return None
         arrays.append(array)
+    return arrays
+
+
+def _batch_places(table: pa.Table, layout: SlotLayout) -> tuple[list[tuple[int, Any]], int] | None:
+    """The slot as one Arrow IPC record-batch message, for tables of fixed-width columns without nulls.
+
+    The consumer then rebuilds the table in one call (``ipc.read_record_batch``,
+    zero-copy) instead of one ``Array.from_buffers`` per column. The message's
+    metadata is taken once from pyarrow's own serialization, with where it puts
+    each column's data; a producer refilling the same table in place then only
+    copies the data buffers to those places.
+    """
+    arrays = _batch_arrays(table)
+    if arrays is None:
+        return None
     serialized = pa.RecordBatch.from_arrays(arrays, schema=table.schema).serialize()
     body = pa.ipc.read_message(serialized).body
     body_start = body.address - serialized.address if body is not None and body.size else serialized.size

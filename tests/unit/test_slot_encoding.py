@@ -86,3 +86,39 @@ def test_a_raw_payload_of_wide_items_arrives_whole_and_one_too_big_goes_inline(r
 
     with pytest.raises(MessageError, match="does not fit"):  # the producer then sends it inline
         writer.write(DAQJobMessageStoreRaw(store_config=config(), data=memoryview(np.arange(1000))))
+
+
+def test_a_new_table_per_message_reads_back_value_for_value(tmp_path) -> None:
+    """The record-batch shape is kept per schema and row count (no serialization per message): a
+    producer that builds each table anew, of the same and of another row count, gets exactly
+    its values back."""
+    import msgspec
+    import numpy as np
+    import pyarrow as pa
+
+    from enrgdaq.daq.store.models import DAQJobMessageStorePyArrow, DAQJobStoreConfig
+    from enrgdaq.data.reader import RingReader
+    from enrgdaq.data.settings import DataPlaneSettings
+    from enrgdaq.data.writer import RingWriter
+
+    settings = DataPlaneSettings(run_dir=str(tmp_path), ring_bytes=64 * 65536, slot_bytes=65536)
+    writer, reader = RingWriter("producer", settings), RingReader("store", str(tmp_path))
+    try:
+        writer.ensure_consumers(["store"])
+        config = msgspec.convert({}, DAQJobStoreConfig)
+        rng = np.random.default_rng(7)
+        tables = [
+            pa.table({"a": rng.random(100), "b": np.arange(100, dtype=np.int32) + i}) for i in range(10)
+        ]
+        tables += [pa.table({"a": rng.random(7), "b": np.arange(7, dtype=np.int32)}), tables[0]]
+        for table in tables:
+            writer.write(DAQJobMessageStorePyArrow(store_config=config, table=table))
+        reader.scan()
+        got = reader.drain()
+        assert [m.get_table().equals(t) for m, t in zip(got, tables, strict=True)] == [True] * len(tables)
+        for message in got:
+            message.release()
+        del got
+    finally:
+        reader.close()
+        writer.close()
