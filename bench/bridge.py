@@ -17,6 +17,18 @@ from enrgdaq.bench.bridge import bare_curve, run_bridge
 COUNTS = {10_000: 20_000, 500_000: 400}
 
 
+HEAD = (
+    "values",
+    "bridge msg/s",
+    "MB/s",
+    "bare curve msg/s",
+    "MB/s",
+    "ratio",
+    "lost dup corrupt",
+    "bare lost corrupt",
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -24,12 +36,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="*", default=list(COUNTS))
     args = parser.parse_args()
-    print(
-        f"{'values':>8} {'bridge msg/s':>13} {'MB/s':>8} {'bare curve msg/s':>17} {'MB/s':>8} {'ratio':>6}  lost dup corrupt"
-    )
+    print("  ".join(HEAD))
     for values in args.sizes:
         count = COUNTS.get(values, max(200, 2_000_000_000 // (values * 16) // 10))
-        pipeline, bare, bad = [], [], [0, 0, 0]
+        pipeline, bare = [], []
+        bad = [0, 0, 0]  # the pipeline's lost (incl. never received), duplicated, corrupted
+        bare_bad = [0, 0]
         for _ in range(args.repeat):
             outcome = run_bridge(values, count)
             r = outcome.result
@@ -37,12 +49,12 @@ def main() -> None:
             bad = [bad[0] + r.lost + (count - r.received), bad[1] + r.duplicated, bad[2] + r.corrupted]
             rate, lost, corrupted = bare_curve(values, count)
             bare.append(rate)
-            bad[2] += 0 * (lost + corrupted)
+            bare_bad = [bare_bad[0] + lost, bare_bad[1] + corrupted]
         p, b = statistics.median(pipeline), statistics.median(bare)
         mb = values * 16 / 1e6
         print(
-            f"{values:>8,} {p:>13,.0f} {p * mb:>8,.0f} {b:>17,.0f} {b * mb:>8,.0f} {p / b:>6.2f}"
-            f"  {bad[0]:>4} {bad[1]:>3} {bad[2]:>7}",
+            f"{values:>6,}  {p:>12,.0f}  {p * mb:>4,.0f}  {b:>16,.0f}  {b * mb:>4,.0f}  {p / b:>5.2f}"
+            f"  {bad[0]:>4} {bad[1]:>3} {bad[2]:>7}  {bare_bad[0]:>9} {bare_bad[1]:>7}",
             flush=True,
         )
 
