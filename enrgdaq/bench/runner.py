@@ -78,8 +78,12 @@ def _source_main(
 
 
 def reap(procs: list[Any]) -> None:
-    """Wait for the benchmark's processes; one that hangs is killed (nothing is left running)."""
+    """Wait for the benchmark's processes; one that hangs is killed (nothing is left running).
+    One that never started (a start that failed half-way through the list) is skipped, so that
+    the caller's clean-up of its run directory still runs."""
     for proc in procs:
+        if proc.pid is None:
+            continue
         proc.join(10)
         if proc.is_alive():
             proc.kill()
