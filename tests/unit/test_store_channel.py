@@ -36,14 +36,20 @@ def taken(store: DAQJobStoreCSV) -> list[Any]:
     return store._rings.drain()
 
 
-def test_the_stores_get_what_put_message_out_gives_with_a_fresh_id_and_time_each(
-    proxy: ProxyUrls, tmp_path: Any
-) -> None:
-    run_dir, out_dir = str(tmp_path / "run"), str(tmp_path / "out")
+def producer_with_ring(proxy: ProxyUrls, tmp_path: Any) -> tuple[Any, DataPlaneSettings, str]:
+    """A producer job on the proxy with a small ring; (job, its data plane, the stores' out_dir)."""
+    run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     settings = DataPlaneSettings(run_dir=run_dir, ring_bytes=16 * 4096, slot_bytes=4096)
     job = producer(proxy, "adc", use_shm=True)
     job.configure_data_plane(settings)
+    return job, settings, str(tmp_path / "out")
+
+
+def test_the_stores_get_what_put_message_out_gives_with_a_fresh_id_and_time_each(
+    proxy: ProxyUrls, tmp_path: Any
+) -> None:
+    job, settings, out_dir = producer_with_ring(proxy, tmp_path)
     store = csv_store("store_csv", out_dir, settings)
     try:
         job.routes, job.stores_not_running = {"DAQJobStoreCSV": ["store_csv"]}, frozenset()
@@ -87,11 +93,7 @@ def test_the_stores_get_what_put_message_out_gives_with_a_fresh_id_and_time_each
 def test_a_payload_larger_than_a_slot_goes_inline_and_a_new_store_gets_the_rest(
     proxy: ProxyUrls, tmp_path: Any
 ) -> None:
-    run_dir, out_dir = str(tmp_path / "run"), str(tmp_path / "out")
-    os.makedirs(run_dir)
-    settings = DataPlaneSettings(run_dir=run_dir, ring_bytes=16 * 4096, slot_bytes=4096)
-    job = producer(proxy, "adc", use_shm=True)
-    job.configure_data_plane(settings)
+    job, settings, out_dir = producer_with_ring(proxy, tmp_path)
     first, second = csv_store("first", out_dir, settings), csv_store("second", out_dir, settings)
     try:
         job.routes, job.stores_not_running = {"DAQJobStoreCSV": ["first"]}, frozenset()

@@ -148,12 +148,14 @@ def test_raw_bytes_and_text_columns_are_refused_counted_and_said_once_the_rest_i
 
 
 SWMR_READER = """
-import json, sys, time
+import json, sys
 import h5py
+from tests.harness.waiting import wait_for
 path, want = sys.argv[1], int(sys.argv[2])
 f = h5py.File(path, "r", libver="latest", swmr=True)
-seen, deadline = [], time.monotonic() + 30
-while time.monotonic() < deadline:
+seen = []
+
+def all_rows_seen():
     seq, value = f["adc/seq"], f["adc/value"]
     seq.refresh(); value.refresh()
     n = min(seq.shape[0], value.shape[0])
@@ -163,9 +165,9 @@ while time.monotonic() < deadline:
         assert got_seq == list(range(n)), got_seq
         assert got_value == [s * 0.5 for s in range(n)], got_value
         print(json.dumps(n), flush=True)
-    if n >= want:
-        break
-    time.sleep(0.01)
+    return n >= want
+
+wait_for(all_rows_seen, 30, "the rows the store writes", interval=0.01)
 f.close()
 """
 

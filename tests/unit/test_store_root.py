@@ -242,13 +242,14 @@ import os, signal, sys, time
 from enrgdaq.daq.jobs.store.root import DAQJobStoreROOT, DAQJobStoreROOTConfig
 from enrgdaq.daq.store.undo import UndoLog
 from enrgdaq.data.settings import DataPlaneSettings
+from tests.harness.waiting import wait_for
 run_dir, store_id, out_dir, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 store = DAQJobStoreROOT(DAQJobStoreROOTConfig(daq_job_type="DAQJobStoreROOT",
     daq_job_unique_id=store_id, out_dir=out_dir, flush_interval_seconds=0.001))
 store.configure_data_plane(DataPlaneSettings(run_dir=run_dir, ring_bytes=64 * 4096, slot_bytes=4096))
 store._skip = store.recover_writes()
 store._poll_rings()
-time.sleep(0.01)  # the rows are due (flush_interval_seconds)
+wait_for(store._due, 5, "the rows to be due (flush_interval_seconds)", interval=0.001)
 store._write_out()  # the first rows: written, their slots given back
 print("written" if not store.has_unflushed_data() else "not written", flush=True)
 sys.stdin.readline()  # the test sends more rows
@@ -263,7 +264,7 @@ def save_then_die(self, number, offset, data):
         os.kill(os.getpid(), signal.SIGKILL)
 UndoLog.save = save_then_die
 store._poll_rings()
-time.sleep(0.01)  # the rows are due (flush_interval_seconds)
+wait_for(store._due, 5, "the rows to be due (flush_interval_seconds)", interval=0.001)
 store.store_loop()  # kill_at 0: the whole write done, the slots not given back yet
 print("killed after the write", flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
