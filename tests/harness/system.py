@@ -19,7 +19,10 @@ SUPERVISOR_ID = "sut"
 
 
 class DAQSystem:
-    def __init__(self, base: str) -> None:
+    def __init__(
+        self, base: str, redis: RedisProcess | None = None, supervisor_id: str = SUPERVISOR_ID
+    ) -> None:
+        """``redis``: one shared with other systems (several nodes); started here when None."""
         self.base = base
         self.config_dir = os.path.join(base, "configs")
         self.out_dir = os.path.join(base, "out")
@@ -28,10 +31,12 @@ class DAQSystem:
             os.makedirs(d, exist_ok=True)
         # Short: ipc socket paths are limited to about 100 characters.
         self.run_dir = tempfile.mkdtemp(prefix="edq-", dir="/tmp")
-        self.redis = RedisProcess(os.path.join(base, "redis"))
-        self.redis.start()
+        if redis is None:
+            redis = RedisProcess(os.path.join(base, "redis"))
+            redis.start()
+        self.redis = redis
         self.procs: list[CeleryProcess] = []
-        self.supervisor_id = SUPERVISOR_ID
+        self.supervisor_id = supervisor_id
         self.write_supervisor()
         self._registry: JobRegistry | None = None
 

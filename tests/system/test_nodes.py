@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,18 +34,7 @@ class Node(DAQSystem):
     """One node of the test: a config directory and its processes, on a Redis it shares."""
 
     def __init__(self, base: str, supervisor_id: str, redis: RedisProcess) -> None:
-        self.base = base
-        self.config_dir = os.path.join(base, "configs")
-        self.out_dir = os.path.join(base, "out")
-        self.log_dir = os.path.join(base, "logs")
-        for d in (self.config_dir, self.out_dir, self.log_dir):
-            os.makedirs(d, exist_ok=True)
-        self.run_dir = tempfile.mkdtemp(prefix="edq-", dir="/tmp")
-        self.redis = redis
-        self.procs = []
-        self.supervisor_id = supervisor_id
-        self.write_supervisor()
-        self._registry = None
+        super().__init__(base, redis=redis, supervisor_id=supervisor_id)
 
     def life_job(self, name: str, extra: str = "") -> None:
         self.write(
