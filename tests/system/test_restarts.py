@@ -86,7 +86,8 @@ def test_kill_9_of_a_job_process_restarts_it_within_offset_and_never_twice(syste
     wait_for(lambda: watcher.alive_instances() == 1, 5, "the new instance to mark itself alive")
 
     assert watcher.stop() <= 1, "two instances of the job ran at the same time"
-    assert elapsed <= 2.0 + 0.5, f"running again {elapsed:.2f} s after kill -9 (restart_offset 2 s)"
+    # restart_offset plus detection, dispatch and start; 1.5 s of room for a loaded CI machine
+    assert elapsed <= 2.0 + 1.5, f"running again {elapsed:.2f} s after kill -9 (restart_offset 2 s)"
     assert second.restarts == 1
     assert "process" in system.job("life").error or second.error == ""
 

@@ -49,11 +49,13 @@ def test_a_run_frozen_for_good_is_killed_then_restarted_never_beside_itself(syst
     first = system.wait_state("life", "running")
     assert first.pid is not None
     watcher = OverlapWatcher(life_dir)
+    wait_for(lambda: watcher.alive_instances() == 1, 10, "the first run to mark itself alive")
     watcher.start()
     try:
         os.kill(first.pid, signal.SIGSTOP)
         wait_for(lambda: _gone(first.pid), WEDGED_SECONDS + 10, "the kill")
         again = rerun(system, "life", first.task_id, timeout=20)
+        wait_for(lambda: watcher.alive_instances() == 1, 10, "the new run to mark itself alive")
     finally:
         max_alive = watcher.stop()
     assert again.restarts == 1 and again.pid != first.pid
