@@ -153,12 +153,7 @@ class StoreOutbox:
         """:meth:`_send_through_ring` once it is known that the message may go there (once per
         message: lean). ``parts``: the message already split into its slot parts (a
         :class:`~enrgdaq.daq.channel.StoreChannel`; ``message`` is then its template)."""
-        writer = self._ring_writer
-        if writer is None:
-            from enrgdaq.data.writer import RingWriter
-
-            assert self._data_plane is not None
-            writer = self._ring_writer = RingWriter(self.unique_id, self._data_plane)
+        writer = self._writer()
         writer.ensure_consumers(consumers)
         try:
             seq = writer.write(message) if parts is None else writer.write_parts(*parts)
@@ -179,6 +174,16 @@ class StoreOutbox:
         if writer.needs_wakeup():
             self._send_notify(writer.name, message.topics)
         return True
+
+    def _writer(self) -> Any:
+        """This job's :class:`~enrgdaq.data.writer.RingWriter` (its ring is made at the first use)."""
+        writer = self._ring_writer
+        if writer is None:
+            from enrgdaq.data.writer import RingWriter
+
+            assert self._data_plane is not None
+            writer = self._ring_writer = RingWriter(self.unique_id, self._data_plane)
+        return writer
 
     def _send_notify(self, ring: str, topics: set[str]) -> None:
         """Wake the consumers of ``ring`` (one notify message per set of topics, reused)."""

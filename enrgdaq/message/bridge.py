@@ -9,7 +9,9 @@ ways):
   a message that came in over a bridge never goes out again, so there are no loops;
 * into a node come only messages made elsewhere, each once: the sequence stamp every publisher
   puts on its topic frames (:mod:`enrgdaq.message.sequence`) names a stream, and a number not
-  above the last one seen of that stream is a duplicate, dropped and counted;
+  above the last one taken of that stream (:class:`~enrgdaq.message.seen.SeenLog`, kept across
+  a kill of the bridge) is a duplicate, dropped and counted; the bridge records a message as
+  taken once it has handed it on;
 * ring wake-ups never cross (a ring lives on one machine), nor messages meant for the local
   supervisor's stores (``target_local_supervisor``).
 """
@@ -17,17 +19,30 @@ ways):
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from enrgdaq.daq.models import DAQJobMessage, DAQJobMessageRingNotify
-from enrgdaq.daq.topics import TERMINATOR
+from enrgdaq.daq.topics import TERMINATOR, from_wire
 from enrgdaq.errors import MessageError
+from enrgdaq.message.seen import SeenLog
+from enrgdaq.message.sequence import CHAIN
 from enrgdaq.message.wire import Decoder
 
 _STAMP = struct.Struct("<8sQQ")
 _NUL = TERMINATOR.encode()
-MAX_STREAMS = 65536
+
+
+class Inbound(NamedTuple):
+    """A message from the peer that goes into this node, as sent on ``topic`` (a message of
+    several topics crosses once per topic, each for that topic's subscribers); ``stream`` is
+    None when unstamped."""
+
+    message: DAQJobMessage
+    topic: str
+    stream: bytes | None
+    seq: int
 
 
 @dataclass
@@ -37,17 +52,19 @@ class BridgeCounts:
     malformed: int = 0
     duplicates: int = 0
     not_ours: int = 0  # came in over a bridge: never sent on (the loop guard)
+    after_gap: int = 0  # a bridge's payload after one that was lost: dropped, the sender sends both again
     dropped: int = 0  # inline messages the peer could not take (its queue full)
 
 
 class BridgeFilter:
     """The checks of one bridge; ``node`` is the supervisor id of the node it runs on."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, seen: SeenLog | None = None) -> None:
         self.node = node
         self.counts = BridgeCounts()
+        self.seen = seen if seen is not None else SeenLog(None)
+        self.gaps: dict[bytes, int] = {}  # sender -> when a payload after a gap was dropped (ns)
         self._decoder = Decoder()
-        self._last: dict[bytes, int] = {}
 
     def outbound(self, frames: list[Any]) -> bool:
         """Whether a message of the local proxy goes to the peer."""
@@ -64,16 +81,28 @@ class BridgeFilter:
         self.counts.forwarded_out += 1
         return True
 
-    def inbound(self, frames: list[Any]) -> DAQJobMessage | None:
-        """The message from the peer if it goes into this node (else None)."""
+    def inbound(self, frames: list[Any]) -> Inbound | None:
+        """The message from the peer if it goes into this node (else None). A duplicate, or a
+        bridge's payload after a gap, is dropped before it is decoded (a peer sending again
+        after a reconnect costs little); the caller records the message in :attr:`seen` once
+        handed on (one that does not come in is recorded here: its stream goes on)."""
+        stream, seq, prev = _stamp(_bytes(frames[0]))
+        if stream is not None:
+            last = self.seen.last(stream)
+            if last is not None and seq <= last:
+                self.counts.duplicates += 1
+                return None
+            if last is not None and prev is not None and prev > last:
+                self.counts.after_gap += 1
+                self.gaps.setdefault(stream[-8:], time.time_ns())
+                return None
         message = self._decode(frames)
         if message is None or not self._crosses(message) or _origin(message) == self.node:
-            return None
-        if not self._first_time(_bytes(frames[0])):
-            self.counts.duplicates += 1
+            if stream is not None:
+                self.seen.take(stream, seq)
             return None
         self.counts.forwarded_in += 1
-        return message
+        return Inbound(message, from_wire(_bytes(frames[0])), stream, seq)
 
     def _decode(self, frames: list[Any]) -> DAQJobMessage | None:
         try:
@@ -88,19 +117,21 @@ class BridgeFilter:
             return False
         return not getattr(message, "target_local_supervisor", False)
 
-    def _first_time(self, topic_frame: bytes) -> bool:
-        cut = topic_frame.find(_NUL)
-        if cut < 0 or len(topic_frame) - cut - 1 != _STAMP.size:
-            return True  # unstamped (a foreign publisher): nothing to compare
-        stream = topic_frame[: cut + 9]
-        seq = _STAMP.unpack_from(topic_frame, cut + 1)[2]
-        last = self._last.get(stream)
-        if last is not None and seq <= last:
-            return False
-        if last is None and len(self._last) >= MAX_STREAMS:
-            self._last.clear()
-        self._last[stream] = seq
-        return True
+
+def _stamp(topic_frame: bytes) -> tuple[bytes | None, int, int | None]:
+    """The stream (wire topic and sender id), number and, for a bridge's chained stamp, the
+    number before it, of a stamped topic frame; (None, 0, None) when unstamped (a foreign
+    publisher: nothing to compare)."""
+    cut = topic_frame.find(_NUL)
+    if cut < 0:
+        return None, 0, None
+    size = len(topic_frame) - cut - 1
+    if size == _STAMP.size:
+        return topic_frame[: cut + 9], _STAMP.unpack_from(topic_frame, cut + 1)[2], None
+    if size == CHAIN.size:
+        _, seq, prev, _ = CHAIN.unpack_from(topic_frame, cut + 1)
+        return topic_frame[: cut + 9], seq, prev
+    return None, 0, None
 
 
 def _origin(message: DAQJobMessage) -> str | None:

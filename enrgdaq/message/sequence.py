@@ -69,6 +69,18 @@ class Stamper:
         return head + _STAMP.pack(self.sender, time.monotonic_ns() if now_ns is None else now_ns, seq)
 
 
+CHAIN = struct.Struct("<8sQQQ")
+"""A bridge's stamp: stream id, sequence number, and the number sent before it on the stream
+(sender id, topic), so that a receiver tells a gap (something lost on the way) from a payload
+the sender chose not to send; and the commit time of its ring slot."""
+
+
+def chained(topic: str, sender: bytes, seq: int, prev: int, sent_ns: int = 0) -> bytes:
+    """The topic frame of a bridge's payload (:data:`CHAIN`): a bridge numbers the payloads of a
+    ring by their place in it, the same in each of its runs."""
+    return wire(topic) + CHAIN.pack(sender, seq, prev, sent_ns)
+
+
 class GapCounter:
     """What one receiver saw of each (sender, topic): the gaps in their numbers are lost messages.
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,8 +18,8 @@ import psutil
 import pytest
 
 from enrgdaq.data.settings import ring_path
-from tests.harness.redis_proc import RedisProcess
-from tests.harness.system import DAQSystem, csv_rows
+from tests.harness.nodes import Node, two_nodes
+from tests.harness.system import csv_rows
 from tests.harness.waiting import stays, wait_for
 
 pytestmark = pytest.mark.system
@@ -30,72 +28,10 @@ NODE_A = "nodes-a"
 NODE_B = "nodes-b"
 
 
-class Node(DAQSystem):
-    """One node of the test: a config directory and its processes, on a Redis it shares."""
-
-    def __init__(self, base: str, supervisor_id: str, redis: RedisProcess) -> None:
-        super().__init__(base, redis=redis, supervisor_id=supervisor_id)
-
-    def life_job(self, name: str, extra: str = "") -> None:
-        self.write(
-            f"{name}.toml",
-            f"""
-            daq_job_type = "DAQJobLifeLog"
-            log_dir = "{os.path.join(self.base, "life-" + name)}"
-            {extra}
-        """,
-        )
-
-    def start(self, concurrency: int) -> None:
-        """Supervisor, beat and one ``-Q default`` worker; the supervisor first (it registers
-        the node's proxy and ring directory that the jobs use)."""
-        self.start_supervisor().wait_ready()
-        self.start_worker("default", concurrency=concurrency).wait_ready()
-        self.start_beat()
-
-    def worker(self) -> psutil.Process:
-        return psutil.Process(next(p for p in self.procs if p.name == "w-default").pid)
-
-    def kill_9(self) -> None:
-        """kill -9 of every process of the node (each one's whole process group)."""
-        for proc in self.procs:
-            if proc.alive():
-                os.killpg(proc.pid, signal.SIGKILL)
-        for proc in self.procs:
-            if proc.process is not None:
-                proc.process.wait(10)
-
-    def restart(self) -> None:
-        for proc in self.procs:
-            proc.start()
-        for proc in self.procs:
-            if proc.name != "beat":
-                proc.wait_ready()
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.signal(signal.SIGTERM)
-        for proc in self.procs:
-            proc.stop(timeout=5 if proc.name == "beat" else 20)
-        if self._registry is not None:
-            self._registry.redis.close()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
 @pytest.fixture
 def nodes(tmp_path: os.PathLike[str]) -> Iterator[tuple[Node, Node]]:
-    redis = RedisProcess(os.path.join(str(tmp_path), "redis"))
-    redis.start()
-    a = Node(os.path.join(str(tmp_path), "a"), NODE_A, redis)
-    b = Node(os.path.join(str(tmp_path), "b"), NODE_B, redis)
-    try:
-        yield a, b
-    finally:
-        b.close()
-        a.close()
-        redis.stop()
-        for node in (a, b):
-            assert not os.path.exists(node.run_dir), f"run dir left behind: {node.run_dir}"
+    with two_nodes(str(tmp_path), NODE_A, NODE_B) as pair:
+        yield pair
 
 
 def two_nodes_with_a_pinned_producer(a: Node, b: Node) -> None:

@@ -15,21 +15,26 @@ interface only, whatever address the file names, and says so. See docs/bridges.m
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import msgspec
+import redis
 import zmq
 
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.jobs.remote_rings import RingPayloads
-from enrgdaq.daq.models import DAQJobConfig, DAQJobMessage
-from enrgdaq.daq.outbox import targets_of
+from enrgdaq.daq.models import DAQJobConfig
+from enrgdaq.daq.outbox import ROUTES_GRACE_SECONDS, targets_of
 from enrgdaq.daq.store.models import DAQJobMessageStore
 from enrgdaq.daq.store.routing import store_names_of_topics
-from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.errors import ConfigError
-from enrgdaq.message.bridge import BridgeFilter
+from enrgdaq.message.acks import ACK_SECONDS, GAP_EVERY_SECONDS, AckBoard
+from enrgdaq.message.bridge import BridgeFilter, Inbound
 from enrgdaq.message.curve import CurveServer, loopback_only, secure_client
+from enrgdaq.message.seen import SeenLog
+from enrgdaq.message.sequence import Stamper
 
 POLL_MS = 100
 RING_POLL_MS = 2
@@ -38,6 +43,8 @@ SEND_BUFFER_BYTES = 64 * 2**20
 """What the socket towards the peer may queue, in bytes: ring payloads beyond it wait in their rings."""
 STATS_EVERY = 50
 INBOUND_EVERY = 20  # polls between two updates of the job's counters
+RECONNECT_MS, RECONNECT_MAX_MS = 100, 5000
+"""A lost peer is tried again after 0.1 s, then less and less often, down to every 5 s."""
 
 
 class DAQJobRemoteProxyConfig(DAQJobConfig, kw_only=True):
@@ -68,7 +75,12 @@ class DAQJobRemoteConfig(DAQJobConfig, kw_only=True):
 class _Bridge(DAQJob):
     """The loop both ends share: peer -> local proxy, local proxy -> peer, through one filter;
     and the node's rings -> peer (the bridge is a consumer of every producer's ring, listed in
-    the routes under ``"*"``: store payloads that live in rings cross as bytes)."""
+    the routes under ``"*"``: store payloads that live in rings cross as bytes).
+
+    A store payload from the peer is committed into this bridge's own ring for this node's
+    stores, and only then acknowledged on the shared Redis (:mod:`enrgdaq.message.acks`); what
+    was taken is kept in a file of the run directory (:mod:`enrgdaq.message.seen`), so that a
+    run after a kill -9 drops what the peer sends again."""
 
     config: Any
     _receive_on_thread = False
@@ -77,6 +89,10 @@ class _Bridge(DAQJob):
         super().__init__(config, **kwargs)
         self._filter = BridgeFilter(self.supervisor_info.supervisor_id)
         self._rings: RingPayloads | None = None
+        self._board: AckBoard | None = None
+        self._next_acks = 0.0
+        self._local_stamps = Stamper()
+        self._asked: dict[bytes, float] = {}  # sender -> when it may be asked again for a gap
         self._peer_subscriptions = 0  # the peer's subscriptions on our sending socket: 0, it is away
 
     def start(self) -> None:
@@ -86,7 +102,9 @@ class _Bridge(DAQJob):
             )
         context = zmq.Context()
         sockets: list[zmq.Socket] = []
+        self._board = AckBoard.open(self._logger)
         try:
+            self._open_rings()
             local_sub = _socket(context, zmq.SUB, sockets)
             local_sub.connect(self.zmq_xpub_url)
             for topic in self.config.topics:
@@ -100,6 +118,22 @@ class _Bridge(DAQJob):
                 socket.close(linger=0)
             self._close_security()
             context.term()
+            self._filter.seen.close()
+            if self._board is not None:
+                self._board.close()
+
+    def _open_rings(self) -> None:
+        """With the data plane: read the node's rings, keep what was taken in the run directory,
+        and settle what a killed run left half handed on."""
+        settings = self._data_plane
+        if settings is None or not settings.enabled:
+            return
+        self._filter.seen = SeenLog(os.path.join(settings.run_dir, f"bridge-seen-{self.unique_id}"))
+        self._rings = RingPayloads(self.unique_id, settings.run_dir, self._filter, self._board)
+        ring = self._writer().ring
+        undone = self._filter.seen.recover(lambda seq: ring.write_seq > seq)
+        if undone:
+            self._logger.info("%d payload(s) were not handed on by the last run: taken again", undone)
 
     def _peer_sockets(self, context: zmq.Context, sockets: list[zmq.Socket]) -> tuple[zmq.Socket, zmq.Socket]:
         raise NotImplementedError
@@ -111,10 +145,13 @@ class _Bridge(DAQJob):
         self, local_sub: zmq.Socket, local_pub: zmq.Socket, from_peer: zmq.Socket, to_peer: zmq.Socket
     ) -> None:
         poller = zmq.Poller()
-        for socket in (local_sub, from_peer, to_peer):
+        for socket in (local_sub, to_peer):
             poller.register(socket, zmq.POLLIN)
-        polls = 0
+        polls, taking = 0, False
         while not self._has_been_freed:
+            if not taking and self._may_take():
+                poller.register(from_peer, zmq.POLLIN)
+                taking = True
             busy = self._rings is not None and self._rings.forward(to_peer, self._peer_subscriptions > 0)
             ready = dict(poller.poll(0 if busy else self._poll_ms()))
             if local_sub in ready:
@@ -123,9 +160,9 @@ class _Bridge(DAQJob):
                         self._to_peer(to_peer, frames)
             if from_peer in ready:
                 for frames in _drain(from_peer):
-                    message = self._filter.inbound(frames)
-                    if message is not None and not self._into_ring(message):
-                        local_pub.send_multipart(frames, copy=False)
+                    inbound = self._filter.inbound(frames)
+                    if inbound is not None:
+                        self._take(inbound, frames, local_pub)
             if to_peer in ready:
                 for frames in _drain(to_peer):  # the peers' (un)subscriptions: is anyone there?
                     first = frames[0].bytes[:1]
@@ -135,18 +172,66 @@ class _Bridge(DAQJob):
                 self._process_inbound(timeout_ms=0)  # routes, stop requests
             if polls % STATS_EVERY == 0:
                 self._count()
+            self._publish_acks()
         self._count()
+        self._publish_acks(final=True)
 
-    def _into_ring(self, message: DAQJobMessage) -> bool:
-        """A store payload from the peer goes into this bridge's ring for this node's stores of its
-        classes (a ring gives backpressure: while the stores are behind, the bridge stops reading
-        from the peer, whose payloads then wait in its rings); False: send it inline (no store
-        here takes it, routes not known yet, larger than a slot). Its sender stays its origin."""
+    def _may_take(self) -> bool:
+        """Whether to read from the peer: with a data plane, once this node's routes are known
+        (a payload then goes into the ring for its stores, not inline to stores that may not
+        listen yet), or after the grace a new producer gets."""
+        settings = self._data_plane
+        if settings is None or not settings.enabled or self.routes is not None:
+            return True
+        return time.monotonic() - self._started_monotonic > ROUTES_GRACE_SECONDS
+
+    def _take(self, inbound: Inbound, frames: list[Any], local_pub: zmq.Socket) -> None:
+        """Hand a message from the peer on (into the ring, else inline) and record it as taken."""
+        if self._into_ring(inbound):
+            return
+        # Stamped anew: on this node's plane the bridge is the publisher (its subscribers count
+        # the gaps of its numbers, not those of a stream of the peer's they see a part of).
+        local_pub.send_multipart([self._local_stamps.frame(inbound.topic), *frames[1:]], copy=False)
+        if inbound.stream is not None:
+            self._filter.seen.take(inbound.stream, inbound.seq)
+
+    def _into_ring(self, inbound: Inbound) -> bool:
+        """A store payload from the peer goes into this bridge's ring for this node's stores of the
+        class of the topic it came on (a ring gives backpressure: while the stores are behind, the
+        bridge stops reading from the peer, whose payloads then wait in its rings); False: send it
+        inline (no store here takes it, routes not known yet, larger than a slot). Its sender
+        stays its origin."""
+        message = inbound.message
         if not isinstance(message, DAQJobMessageStore) or not self._ring_takes(message):
             return False
-        names = store_names_of_topics(message.topics)
+        names = store_names_of_topics({inbound.topic})
         targets = targets_of(names, self.routes, self.stores_not_running, local_only=True)
-        return bool(targets.wanted) and self._write_to_ring(message, targets.wanted)
+        if not targets.wanted:
+            return False
+        if inbound.stream is None:
+            return self._write_to_ring(message, targets.wanted)
+        seen = self._filter.seen
+        seen.begin(inbound.stream, inbound.seq, self._writer().ring.write_seq)
+        if self._write_to_ring(message, targets.wanted):
+            seen.settle(inbound.stream, inbound.seq)
+            return True
+        seen.undo(inbound.stream)
+        return False
+
+    def _publish_acks(self, final: bool = False) -> None:
+        """Tell the senders what this node has (at most every ``ACK_SECONDS``)."""
+        now = time.monotonic()
+        if self._board is None or (now < self._next_acks and not final):
+            return
+        self._next_acks = now + ACK_SECONDS
+        taken = self._filter.seen.changed()
+        gaps = self._gap_requests(now)
+        try:
+            self._board.publish(taken, gaps)
+        except redis.RedisError as exc:
+            self._filter.seen.requeue(taken)
+            self._next_acks = now + 1.0
+            self._logger.warning("cannot write acknowledgements (tried again in 1 s): %s", exc)
 
     def _to_peer(self, to_peer: zmq.Socket, frames: list[Any]) -> None:
         """An inline message to the peer; one it cannot take now (away, queue full) is dropped and
@@ -172,15 +257,18 @@ class _Bridge(DAQJob):
         counts = self._filter.counts
         self.counters.sent = counts.forwarded_out
         self.counters.processed = counts.forwarded_in
-        self.counters.rejected = counts.duplicates + counts.malformed
+        self.counters.rejected = counts.duplicates + counts.malformed + counts.after_gap
         self.counters.dropped = counts.dropped
 
-    # -- the rings: store payloads of this node's producers, sent on as bytes ----------------
-    def configure_data_plane(self, settings: DataPlaneSettings) -> None:
-        super().configure_data_plane(settings)
-        if settings.enabled:
-            self._rings = RingPayloads(self.unique_id, settings.run_dir, self._filter)
+    def _gap_requests(self, now: float) -> dict[bytes, int]:
+        """The senders to ask for what was lost (each at most every ``GAP_EVERY_SECONDS``)."""
+        gaps, self._filter.gaps = self._filter.gaps, {}
+        due = {sender: when for sender, when in gaps.items() if self._asked.get(sender, 0.0) <= now}
+        for sender in due:
+            self._asked[sender] = now + GAP_EVERY_SECONDS
+        return due
 
+    # -- the rings: store payloads of this node's producers, sent on as bytes ----------------
     def ring_heartbeat(self) -> None:
         if self._rings is not None:
             self._rings.heartbeat()
@@ -265,6 +353,8 @@ class DAQJobRemote(_Bridge):
 
 def _socket(context: zmq.Context, kind: int, sockets: list[zmq.Socket]) -> zmq.Socket:
     socket = context.socket(kind)
+    socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+    socket.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
     sockets.append(socket)
     return socket
 

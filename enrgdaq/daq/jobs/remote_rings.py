@@ -5,22 +5,31 @@ itself, encoded for the wire (an Arrow table as one Arrow IPC stream frame, raw 
 are). The bridge is a consumer of every producer's ring (the routes list it under ``"*"``), so
 a payload waits in the ring while the peer cannot take it (not connected, or its queue full):
 the ring is the bridge's buffer, and when it is full the producer's ring policy applies
-(``block`` holds the producer; ``drop`` drops and counts). A slot is given back once its
-message is handed to the peer's socket.
+(``block`` holds the producer; ``drop`` drops and counts).
+
+A slot is given back once the receiving node has the payload (:mod:`.remote_inflight`). Each
+payload is stamped with numbers that are the same in every run of the bridge (its ring's id,
+its place in the ring, the place of the one sent before it on that topic), and sent again, in
+order, when the peer lost it; the receiver drops what it has. So a payload crosses once across
+a kill -9 of either bridge. Without Redis a slot is given back once its message is handed to
+the socket.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
+from enrgdaq.daq.jobs.remote_inflight import Inflight, Outgoing
 from enrgdaq.daq.store.retry import keep_in_ring
+from enrgdaq.data import layout as L
 from enrgdaq.data.reader import RingReader
+from enrgdaq.data.ring import Ring
+from enrgdaq.message.acks import AckBoard, ring_sender
 from enrgdaq.message.bridge import BridgeFilter
-from enrgdaq.message.sequence import Stamper
+from enrgdaq.message.sequence import Stamper, chained
 from enrgdaq.message.wire import Encoder
 
 SCAN_SECONDS = 0.5
@@ -29,36 +38,21 @@ BATCH = 256
 """Payloads taken from one ring per turn (the bridge's other sockets are served between turns)."""
 
 
-@dataclass
-class Outgoing:
-    """A payload taken from a ring, and what of it is sent (per topic, stamped once)."""
-
-    message: Any
-    parts: list[list[Any]] | None = None
-    next_part: int = 0
-
-    def send(self, socket: zmq.Socket) -> bool:
-        """Send the parts not sent yet; False when the peer's queue is full (try again later)."""
-        assert self.parts is not None
-        while self.next_part < len(self.parts):
-            try:
-                socket.send_multipart(self.parts[self.next_part], flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return False
-            self.next_part += 1
-        return True
-
-
 class RingPayloads:
     """The rings one bridge reads (see the module)."""
 
-    def __init__(self, consumer: str, run_dir: str, bridge_filter: BridgeFilter) -> None:
+    def __init__(
+        self, consumer: str, run_dir: str, bridge_filter: BridgeFilter, board: AckBoard | None = None
+    ) -> None:
         self._reader = RingReader(consumer, run_dir)
         self._filter = bridge_filter
+        self._inflight = None if board is None else Inflight(board, consumer)
         self._encoder = Encoder()
         self._stamper = Stamper()
+        self._senders: dict[tuple[str, int], bytes] = {}
         self._next_scan = 0.0
         self._pending: list[Outgoing] = []  # taken, not yet handed to the peer (its queue was full)
+        self._peer_was_ready = False
 
     @property
     def reading(self) -> bool:
@@ -71,6 +65,12 @@ class RingPayloads:
             self._reader.scan()
             self._reader.heartbeat()
             self._next_scan = now + SCAN_SECONDS
+        inflight = self._inflight
+        if inflight is not None:
+            again = inflight.rewind("the peer is back") if peer_ready and not self._peer_was_ready else []
+            again = again or inflight.poll(now)
+            self._pending = again + self._pending
+        self._peer_was_ready = peer_ready
         if not peer_ready:
             return False
         if not self._pending:
@@ -79,27 +79,63 @@ class RingPayloads:
         while self._pending:
             out = self._pending[0]
             if out.parts is None:
-                out.parts = self._parts(out.message) if self._filter.leaves(out.message) else []
+                out.parts = self._parts(out) if self._filter.leaves(out.message) else []
             if not out.send(socket):
                 break  # the peer's queue is full: the rest waits (in memory, in its slots)
-            self._pending.pop(0).message.release()
+            self._sent(self._pending.pop(0), now)
             sent += 1
         return sent > 0
 
-    def _parts(self, message: Any) -> list[list[Any]]:
-        """The message once per topic, stamped once: sent again after a full queue, it keeps its
-        numbers (the receiver drops what it already has)."""
+    def _parts(self, out: Outgoing) -> list[list[Any]]:
+        """The message once per topic, stamped once with its ring's id, its place in the ring and
+        the place of the one sent before it on that topic: sent again (a full queue, a peer back,
+        a run after a kill), it keeps its numbers."""
+        message = out.message
         frames = self._encoder.encode(message)
-        return [[self._stamper.frame(topic), *frames] for topic in sorted(message.topics)]
+        out.topics = tuple(sorted(message.topics))
+        guard = getattr(message, "__dict__", {}).get("_ring_guard")
+        inflight = self._inflight
+        if guard is None or inflight is None:  # a copy (holds no slot), or no acknowledgements
+            return [[self._stamper.frame(topic), *frames] for topic in out.topics]
+        sender = out.sender = self._sender(guard.tracker.ring)
+        seq = out.seq = guard.seq + 1
+        return [
+            [chained(topic, sender, seq, inflight.previous(sender, topic, seq)), *frames]
+            for topic in out.topics
+        ]
+
+    def _sender(self, ring: Ring) -> bytes:
+        key = (ring.name, ring.inode)
+        found = self._senders.get(key)
+        if found is None:
+            created = ring.word(L.CREATED_NS_W)
+            found = self._senders[key] = ring_sender(self._filter.node, ring.name, ring.inode, created)
+        return found
+
+    def _sent(self, out: Outgoing, now: float) -> None:
+        """Handed to the socket: given back now, or kept until the peer has it."""
+        if self._inflight is None or not out.sender or not out.parts:
+            out.message.release()
+        else:
+            self._inflight.add(out, now)
 
     def heartbeat(self) -> None:
         self._reader.heartbeat()
 
     def stats(self) -> dict[str, int]:
-        return {"ring_lost": self._reader.lost, "ring_unreleased": len(self._pending)}
+        inflight = self._inflight
+        return {
+            "ring_lost": self._reader.lost,
+            "ring_unreleased": len(self._pending) + (inflight.count if inflight else 0),
+            "bridge_resent": inflight.resent if inflight else 0,
+        }
 
     def close(self, for_good: bool) -> None:
-        keep_in_ring(out.message for out in self._pending)  # not sent: read again by the next run
+        # Not sent, or not acknowledged: read (and sent) again by the next run, same numbers.
+        if self._inflight is not None:
+            keep_in_ring(self._inflight.messages())
+            self._inflight.clear()
+        keep_in_ring(out.message for out in self._pending)
         self._pending.clear()
         if for_good:
             self._reader.detach()

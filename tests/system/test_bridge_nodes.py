@@ -1,0 +1,112 @@
+"""Two whole nodes bridged over TCP: a producer's rows on node A are stored on node B once each,
+also when B's end of the bridge is killed with -9 while rows flow.
+
+Each node is a separate process group on one shared Redis (supervisor, beat, a ``-Q default``
+worker, its own run directory and message plane). Node A runs a producer, a CSV store (its own
+copy: what was produced) and ``DAQJobRemote``; node B runs ``DAQJobRemoteProxy`` and a CSV
+store. The test compares the two CSV files row for row.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness.nodes import Node, two_nodes
+from tests.harness.ports import free_port
+from tests.harness.system import csv_rows
+from tests.harness.waiting import wait_for
+
+pytestmark = pytest.mark.system
+
+NODE_A = "bridge-a"
+NODE_B = "bridge-b"
+
+
+@pytest.fixture
+def nodes(tmp_path: os.PathLike[str]) -> Iterator[tuple[Node, Node]]:
+    with two_nodes(str(tmp_path), NODE_A, NODE_B) as pair:
+        yield pair
+
+
+def bridged(a: Node, b: Node, rate_hz: float) -> None:
+    """A -> B: B listens (loopback, no keys), A connects; A's producer's rows go to both stores."""
+    into_b, out_of_b = free_port(), free_port()
+    b.write(
+        "bridge_in.toml",
+        f"""
+        daq_job_type = "DAQJobRemoteProxy"
+        zmq_xsub_url = "tcp://127.0.0.1:{into_b}"
+        zmq_xpub_url = "tcp://127.0.0.1:{out_of_b}"
+    """,
+    )
+    b.csv_store(queue="default")
+    a.write(
+        "bridge_out.toml",
+        f"""
+        daq_job_type = "DAQJobRemote"
+        zmq_proxy_pub_url = "tcp://127.0.0.1:{into_b}"
+        zmq_proxy_sub_urls = ["tcp://127.0.0.1:{out_of_b}"]
+    """,
+    )
+    a.write(
+        "seq.toml",
+        f"""
+        daq_job_type = "DAQJobSequence"
+        rate_hz = {rate_hz}
+        [store_config.csv]
+        file_path = "seq.csv"
+        add_date = false
+    """,
+    )
+    a.csv_store(queue="default")
+    b.start(concurrency=2)
+    a.start(concurrency=3)
+
+
+def rows(node: Node) -> Counter[tuple[str, ...]]:
+    return Counter(tuple(row) for row in csv_rows(node.out_dir))
+
+
+def test_rows_of_a_are_stored_on_b_once_each_across_a_kill_9_of_bs_bridge(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    bridged(a, b, rate_hz=400.0)
+    b.wait_state("bridge_in", "running", timeout=30)
+    wait_for(lambda: len(rows(b)) >= 400, 30, f"rows from A in B's store (logs: {b.log_dir}, {a.log_dir})")
+
+    victim = b.job("bridge_in")
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)
+    at_kill = len(rows(b))
+    wait_for(
+        lambda: (
+            (r := b.job("bridge_in")).restarts >= 1 and r.state.value == "running" and r.pid != victim.pid
+        ),
+        30,
+        "B's bridge restarted",
+    )
+    wait_for(lambda: len(rows(b)) >= at_kill + 400, 30, "rows flowing again after the restart")
+
+    os.remove(os.path.join(a.config_dir, "seq.toml"))  # a person stops the producer
+    wait_for(
+        lambda: a.registry.get("seq") is None or a.job("seq").state.value != "running", 20, "seq stopped"
+    )
+    try:
+        wait_for(lambda: rows(b) == rows(a), 30, "B's rows to be A's rows", interval=0.5)
+    except AssertionError:
+        produced, stored = rows(a), rows(b)
+        twice = sum(1 for n in stored.values() if n > 1)
+        missing = sum(1 for row in produced if row not in stored)
+        print("DBG", b.registry.redis.hget("enrgdaq:bridge-b:job:bridge_in", "stats"))
+        print("DBG", b.registry.redis.hget("enrgdaq:bridge-b:job:store_csv", "stats"))
+        print("DBG", a.registry.redis.hget("enrgdaq:bridge-a:job:bridge_out", "stats"))
+        raise AssertionError(
+            f"A has {len(produced)} rows, B {len(stored)}: {missing} missing, {twice} twice"
+        ) from None
+    stored = rows(b)
+    assert max(stored.values()) == 1
+    assert len(stored) >= at_kill + 400
