@@ -6,6 +6,8 @@ The pipeline: node A's producer job (``DAQJobBenchSource``, through its ring) ->
 and checks every value). Six processes (two proxies in this one). The comparison, in the same
 run: a bare pyzmq PUB (CURVE server) and SUB (CURVE client) in two processes moving the same
 payloads, as fast as the subscriber takes them (XPUB_NODROP: nothing dropped on either side).
+The two nodes share a redis-server (started here) for the bridges' acknowledgements: node A's
+ring slots are given back only once node B has committed the payloads into its own ring.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -24,6 +27,7 @@ import zmq
 
 from enrgdaq.bench.jobs import BenchResult, BenchSourceConfig, DAQJobBenchSource
 from enrgdaq.bench.runner import _sink_main, reap, ring_geometry
+from enrgdaq.constants import REDIS_URL_ENV
 from enrgdaq.daq.jobs.remote import (
     DAQJobRemote,
     DAQJobRemoteConfig,
@@ -31,6 +35,7 @@ from enrgdaq.daq.jobs.remote import (
     DAQJobRemoteProxyConfig,
 )
 from enrgdaq.data.settings import DataPlaneSettings
+from enrgdaq.local.redis_server import RedisServer
 from enrgdaq.message.curve import generate, key_pair, public_key
 from enrgdaq.message.proxy import MessageProxy
 from enrgdaq.models import SupervisorInfo
@@ -47,8 +52,9 @@ def _free_port() -> int:
 
 
 def _bridge_main(
-    kind: str, urls: tuple[str, str], settings: DataPlaneSettings, config: Any, stop: Any
+    kind: str, urls: tuple[str, str], settings: DataPlaneSettings, config: Any, stop: Any, redis_url: str
 ) -> None:
+    os.environ[REDIS_URL_ENV] = redis_url
     cls = DAQJobRemote if kind == "remote" else DAQJobRemoteProxy
     info = NODE_A if kind == "remote" else NODE_B
     job = cls(config, supervisor_info=info, zmq_xpub_url=urls[0], zmq_xsub_url=urls[1])
@@ -120,19 +126,26 @@ def run_bridge(values: int, count: int, timeout: float = 180.0) -> BridgeOutcome
     source_config = BenchSourceConfig(
         daq_job_type="DAQJobBenchSource", daq_job_unique_id="source0", values=values, count=count
     )
+    redis = RedisServer(os.path.join(base, "redis"))
+    redis_proc = subprocess.Popen(redis.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out: Any = ctx.Queue()
     ready, go, stop = ctx.Event(), ctx.Event(), ctx.Event()
     procs = [
         ctx.Process(target=_sink_main, args=(urls["b"], plane["b"], {0: count}, out, ready), daemon=True),
         ctx.Process(
-            target=_bridge_main, args=("proxy", urls["b"], plane["b"], proxy_config, stop), daemon=True
+            target=_bridge_main,
+            args=("proxy", urls["b"], plane["b"], proxy_config, stop, redis.url),
+            daemon=True,
         ),
         ctx.Process(
-            target=_bridge_main, args=("remote", urls["a"], plane["a"], remote_config, stop), daemon=True
+            target=_bridge_main,
+            args=("remote", urls["a"], plane["a"], remote_config, stop, redis.url),
+            daemon=True,
         ),
         ctx.Process(target=_source_main, args=(urls["a"], plane["a"], source_config, go), daemon=True),
     ]
     try:
+        redis.wait_ready()
         for proc in procs:
             proc.start()
         ready.wait(30)
@@ -145,6 +158,8 @@ def run_bridge(values: int, count: int, timeout: float = 180.0) -> BridgeOutcome
         reap(procs)
         for proxy in proxies:
             proxy.stop()
+        redis_proc.terminate()
+        redis_proc.wait(10)
         shutil.rmtree(base, ignore_errors=True)
     elapsed = max((result.last_ns - result.first_ns) / 1e9, 1e-9)
     return BridgeOutcome(result=result, elapsed_s=elapsed)
