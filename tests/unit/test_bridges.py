@@ -268,10 +268,49 @@ def test_a_key_not_in_the_allow_list_is_refused_and_logged(
     assert rows_in(b) == []
 
 
+def test_two_links_between_one_pair_store_each_row_once(nodes: tuple[Node, Node], tmp_path: Any) -> None:
+    """node-a's DAQJobRemote to node-b's proxy, and node-b's DAQJobRemote to node-a's proxy: both
+    links carry node-a's ring payloads, with the same stamps; node-b's bridges share one table
+    of what was taken, so each row is stored once."""
+    a, b = nodes
+    b.csv_store()
+    bridge(tmp_path, a, b, curve=False)
+    pub_port, sub_port = free_port(), free_port()
+    a.job(
+        DAQJobRemoteProxy,
+        DAQJobRemoteProxyConfig(
+            daq_job_type="DAQJobRemoteProxy",
+            daq_job_unique_id="remote_proxy",
+            zmq_xsub_url=f"tcp://127.0.0.1:{pub_port}",
+            zmq_xpub_url=f"tcp://127.0.0.1:{sub_port}",
+        ),
+    )
+    b.job(
+        DAQJobRemote,
+        DAQJobRemoteConfig(
+            daq_job_type="DAQJobRemote",
+            daq_job_unique_id="remote",
+            zmq_proxy_pub_url=f"tcp://127.0.0.1:{pub_port}",
+            zmq_proxy_sub_urls=[f"tcp://127.0.0.1:{sub_port}"],
+        ),
+        routes={"DAQJobStoreCSV": ["store_csv"]},
+    )
+    source = a.source()
+    source.routes, source.stores_not_running = {"*": ["remote", "remote_proxy"]}, frozenset()
+    send(source, range(300))
+    wait_for(lambda: set(range(300)) <= set(rows_in(b)), 20, "the 300 rows in node-b's file")
+    wait_for(lambda: remote_cursor(source)[0] == 300, 10, "both links to send everything")
+    ring = source._ring_writer.ring
+    index = ring.find_consumer("remote_proxy")
+    assert index is not None
+    wait_for(lambda: ring.cursor(index) == 300, 10, "the second link to send everything")
+    counts = Counter(rows_in(b))
+    assert [n for n in range(300) if counts[n] != 1] == []
+
+
 def test_bridged_both_ways_no_message_comes_back_to_its_node(nodes: tuple[Node, Node], tmp_path: Any) -> None:
     """A -> B and B -> A: node-a's rows, stored on node-a, are in its file once each (none comes
-    back over a bridge). (Two links between one pair still carry node-a's rows to node-b twice,
-    one per link: a known gap, docs/bridges.md.)"""
+    back over a bridge)."""
     a, b = nodes
     a.csv_store()
     bridge(tmp_path, a, b, curve=False)

@@ -15,7 +15,6 @@ interface only, whatever address the file names, and says so. See docs/bridges.m
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -24,6 +23,7 @@ import redis
 import zmq
 
 from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.jobs.remote_intake import open_seen_log
 from enrgdaq.daq.jobs.remote_rings import RingPayloads
 from enrgdaq.daq.models import DAQJobConfig
 from enrgdaq.daq.outbox import ROUTES_GRACE_SECONDS, targets_of
@@ -33,7 +33,6 @@ from enrgdaq.errors import ConfigError
 from enrgdaq.message.acks import ACK_SECONDS, GAP_EVERY_SECONDS, AckBoard
 from enrgdaq.message.bridge import BridgeFilter, Inbound
 from enrgdaq.message.curve import CurveServer, loopback_only, secure_client
-from enrgdaq.message.seen import SeenLog
 from enrgdaq.message.sequence import Stamper
 
 POLL_MS = 100
@@ -92,6 +91,7 @@ class _Bridge(DAQJob):
         self._board: AckBoard | None = None
         self._next_acks = 0.0
         self._local_stamps = Stamper()
+        self._undone_said = 0
         self._asked: dict[bytes, float] = {}  # sender -> when it may be asked again for a gap
         self._peer_subscriptions = 0  # the peer's subscriptions on our sending socket: 0, it is away
 
@@ -123,17 +123,13 @@ class _Bridge(DAQJob):
                 self._board.close()
 
     def _open_rings(self) -> None:
-        """With the data plane: read the node's rings, keep what was taken in the run directory,
-        and settle what a killed run left half handed on."""
+        """With the data plane: read the node's rings, and keep what was taken in the node's
+        table (shared by its bridges, kept across a kill)."""
         settings = self._data_plane
         if settings is None or not settings.enabled:
             return
-        self._filter.seen = SeenLog(os.path.join(settings.run_dir, f"bridge-seen-{self.unique_id}"))
         self._rings = RingPayloads(self.unique_id, settings.run_dir, self._filter, self._board)
-        ring = self._writer().ring
-        undone = self._filter.seen.recover(lambda seq: ring.write_seq > seq)
-        if undone:
-            self._logger.info("%d payload(s) were not handed on by the last run: taken again", undone)
+        self._filter.seen = open_seen_log(settings.run_dir, self._writer().name)
 
     def _peer_sockets(self, context: zmq.Context, sockets: list[zmq.Socket]) -> tuple[zmq.Socket, zmq.Socket]:
         raise NotImplementedError
@@ -159,10 +155,12 @@ class _Bridge(DAQJob):
                     if self._filter.outbound(frames):
                         self._to_peer(to_peer, frames)
             if from_peer in ready:
-                for frames in _drain(from_peer):
-                    inbound = self._filter.inbound(frames)
-                    if inbound is not None:
-                        self._take(inbound, frames, local_pub)
+                with self._filter.seen.locked():
+                    for frames in _drain(from_peer):
+                        inbound = self._filter.inbound(frames)
+                        if inbound is not None:
+                            self._take(inbound, frames, local_pub)
+                self._say_undone()
             if to_peer in ready:
                 for frames in _drain(to_peer):  # the peers' (un)subscriptions: is anyone there?
                     first = frames[0].bytes[:1]
@@ -175,6 +173,12 @@ class _Bridge(DAQJob):
             self._publish_acks()
         self._count()
         self._publish_acks(final=True)
+
+    def _say_undone(self) -> None:
+        undone = self._filter.seen.undone
+        if undone > self._undone_said:
+            self._undone_said = undone
+            self._logger.info("%d payload(s) a killed bridge had not handed on: taken again", undone)
 
     def _may_take(self) -> bool:
         """Whether to read from the peer: with a data plane, once this node's routes are known

@@ -88,19 +88,19 @@ class RingPayloads:
 
     def _parts(self, out: Outgoing) -> list[list[Any]]:
         """The message once per topic, stamped once with its ring's id, its place in the ring and
-        the place of the one sent before it on that topic: sent again (a full queue, a peer back,
-        a run after a kill), it keeps its numbers."""
+        (with acknowledgements) the place of the one sent before it on that topic: sent again (a
+        full queue, a peer back, a run after a kill, another link), it keeps its numbers."""
         message = out.message
         frames = self._encoder.encode(message)
         out.topics = tuple(sorted(message.topics))
         guard = getattr(message, "__dict__", {}).get("_ring_guard")
-        inflight = self._inflight
-        if guard is None or inflight is None:  # a copy (holds no slot), or no acknowledgements
+        if guard is None:  # a copy (holds no slot)
             return [[self._stamper.frame(topic), *frames] for topic in out.topics]
         sender = out.sender = self._sender(guard.tracker.ring)
         seq = out.seq = guard.seq + 1
+        inflight = self._inflight
         return [
-            [chained(topic, sender, seq, inflight.previous(sender, topic, seq)), *frames]
+            [chained(topic, sender, seq, inflight.previous(sender, topic, seq) if inflight else 0), *frames]
             for topic in out.topics
         ]
 
