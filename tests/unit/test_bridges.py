@@ -18,11 +18,13 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import psutil
 import pyarrow as pa
 import pytest
 
 from enrgdaq.daq.base import DAQJob
+from enrgdaq.daq.jobs import remote_rings
 from enrgdaq.daq.jobs.remote import (
     DAQJobRemote,
     DAQJobRemoteConfig,
@@ -249,6 +251,24 @@ def test_while_the_peer_is_away_payloads_wait_in_the_ring(nodes: tuple[Node, Nod
     start_proxy(b, pub_port, sub_port, {})
     wait_for(lambda: set(range(50)) <= set(rows_in(b)), 20, "the 50 rows once node-b's end is there")
     assert [n for n, c in Counter(rows_in(b)).items() if c > 1] == []
+
+
+def test_a_bridge_whose_peer_never_comes_stops_holding_the_producer(
+    nodes: tuple[Node, Node], tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under ``block`` a full ring holds the producer; a bridge whose peer takes nothing stops
+    saying it is alive there, so the ring drops it (``consumer_timeout_s``) and the producer goes
+    on (its local stores keep their data)."""
+    a, b = nodes
+    monkeypatch.setattr(remote_rings, "STALL_SECONDS", 0.5)
+    a.data_plane = msgspec.structs.replace(a.data_plane, consumer_timeout_s=1.0, block_timeout_s=0.2)
+    bridge(tmp_path, a, b, curve=False, proxy=False)  # the peer's end is never there
+    source = a.source()
+    source.routes, source.stores_not_running = {"*": ["remote"]}, frozenset()
+    done = threading.Event()
+    threading.Thread(target=lambda: (send(source, range(200)), done.set()), daemon=True).start()
+    assert done.wait(30), "a bridge with no peer holds the producer for good (64-slot ring, 200 sent)"
+    assert "the peer took nothing for 0.5 s" in caplog.text
 
 
 def test_a_key_not_in_the_allow_list_is_refused_and_logged(

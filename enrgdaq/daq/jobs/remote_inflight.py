@@ -39,6 +39,20 @@ class Outgoing:
     seq: int = 0
     topics: tuple[str, ...] = ()
     sent_at: float = 0.0
+    released: bool = False  # its slot given back early (a stalled peer): the parts are copies
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.message.release()
+
+    def own_parts(self) -> None:
+        """Copy the parts out of the ring and give the slot back (kept in memory from now on)."""
+        if self.parts is not None:
+            self.parts = [
+                [f if isinstance(f, bytes) else bytes(memoryview(f)) for f in p] for p in self.parts
+            ]
+        self.release()
 
     def send(self, socket: zmq.Socket) -> bool:
         """Send the parts not sent yet; False when the peer's queue is full (try again later)."""
@@ -63,6 +77,7 @@ class Inflight:
     name: str  # the bridge, for log lines
     count: int = 0
     resent: int = 0
+    last_ack: float = 0.0  # when the peer last acknowledged something (or the first send since)
     _queues: dict[bytes, deque[Outgoing]] = field(default_factory=dict)
     _progress: dict[bytes, float] = field(default_factory=dict)  # sender -> last acknowledgement
     _chain: dict[tuple[bytes, str], int] = field(default_factory=dict)  # stream -> last number sent
@@ -85,6 +100,8 @@ class Inflight:
 
     def add(self, out: Outgoing, now: float) -> None:
         out.sent_at = now
+        if not self.count:
+            self.last_ack = now
         queue = self._queues.get(out.sender)
         if queue is None:
             queue = self._queues[out.sender] = deque()
@@ -111,9 +128,10 @@ class Inflight:
                 self._gaps[sender] = acks[GAP]
                 asked = True
             while queue and queue[0].acked(acks):
-                queue.popleft().message.release()
+                queue.popleft().release()
                 self.count -= 1
                 self._progress[sender] = now
+                self.last_ack = now
             if not queue:
                 del self._queues[sender]
                 del self._progress[sender]
@@ -137,8 +155,8 @@ class Inflight:
             logger.info("[%s] %s: sending %d payload(s) again", self.name, why, len(again))
         return again
 
-    def messages(self) -> list[Any]:
-        return [out.message for queue in self._queues.values() for out in queue]
+    def outgoing(self) -> list[Outgoing]:
+        return [out for queue in self._queues.values() for out in queue]
 
     def clear(self) -> None:
         self._queues.clear()

@@ -17,6 +17,7 @@ the socket.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -32,10 +33,16 @@ from enrgdaq.message.bridge import BridgeFilter
 from enrgdaq.message.sequence import Stamper, chained
 from enrgdaq.message.wire import Encoder
 
+logger = logging.getLogger(__name__)
+
 SCAN_SECONDS = 0.5
 """How often new rings (a producer that started) are looked for."""
 BATCH = 256
 """Payloads taken from one ring per turn (the bridge's other sockets are served between turns)."""
+STALL_SECONDS = 10.0
+"""A peer that takes nothing for this long (away, or nothing acknowledged) no longer holds this
+node's producers back: the bridge stops saying it is alive in their rings, which evict it after
+``ring_consumer_timeout_seconds``; what it misses from then on is counted (``ring_lost``)."""
 
 
 class RingPayloads:
@@ -53,6 +60,8 @@ class RingPayloads:
         self._next_scan = 0.0
         self._pending: list[Outgoing] = []  # taken, not yet handed to the peer (its queue was full)
         self._peer_was_ready = False
+        self._peer_seen = time.monotonic()
+        self.stalled = False
 
     @property
     def reading(self) -> bool:
@@ -61,9 +70,10 @@ class RingPayloads:
     def forward(self, socket: zmq.Socket, peer_ready: bool) -> bool:
         """Send what waits in the rings while the peer takes it; True if anything was sent."""
         now = time.monotonic()
+        self._check_stall(now, peer_ready)
         if now >= self._next_scan:
             self._reader.scan()
-            self._reader.heartbeat()
+            self.heartbeat()
             self._next_scan = now + SCAN_SECONDS
         inflight = self._inflight
         if inflight is not None:
@@ -73,7 +83,7 @@ class RingPayloads:
         self._peer_was_ready = peer_ready
         if not peer_ready:
             return False
-        if not self._pending:
+        if not self._pending and not self.stalled:
             self._pending = [Outgoing(m) for m in self._reader.drain(limit=BATCH)]
         sent = 0
         while self._pending:
@@ -115,12 +125,44 @@ class RingPayloads:
     def _sent(self, out: Outgoing, now: float) -> None:
         """Handed to the socket: given back now, or kept until the peer has it."""
         if self._inflight is None or not out.sender or not out.parts:
-            out.message.release()
+            out.release()
         else:
             self._inflight.add(out, now)
 
+    def _check_stall(self, now: float, peer_ready: bool) -> None:
+        if peer_ready:
+            self._peer_seen = now
+        inflight = self._inflight
+        unacked = inflight is not None and inflight.count > 0 and now - inflight.last_ack > STALL_SECONDS
+        stalled = now - self._peer_seen > STALL_SECONDS or unacked
+        if stalled != self.stalled:
+            self.stalled = stalled
+            if stalled:
+                self._own_everything()
+            logger.warning(
+                "[%s] %s",
+                self._reader.consumer,
+                f"the peer took nothing for {STALL_SECONDS:g} s: no longer holding this node's producers "
+                "(their rings drop this bridge after ring_consumer_timeout_seconds; what it misses is "
+                "counted)"
+                if stalled
+                else "the peer takes payloads again",
+            )
+
+    def _own_everything(self) -> None:
+        """A stalled peer: what waits for it is copied out of the rings, whose slots go back (the
+        rings may soon drop this bridge and reuse them); it is sent from memory when the peer is back."""
+        waiting = (self._inflight.outgoing() if self._inflight else []) + self._pending
+        for out in waiting:
+            if out.parts is None:
+                out.parts = self._parts(out) if self._filter.leaves(out.message) else []
+            out.own_parts()
+
     def heartbeat(self) -> None:
-        self._reader.heartbeat()
+        """Say this bridge is alive in the rings it reads, unless its peer takes nothing (then
+        the rings drop it in time, and their producers go on)."""
+        if not self.stalled:
+            self._reader.heartbeat()
 
     def stats(self) -> dict[str, int]:
         inflight = self._inflight
@@ -131,11 +173,17 @@ class RingPayloads:
         }
 
     def close(self, for_good: bool) -> None:
-        # Not sent, or not acknowledged: read (and sent) again by the next run, same numbers.
+        # Not sent, or not acknowledged: read (and sent) again by the next run, same numbers;
+        # what was copied out of the rings for a stalled peer is lost with this run (counted).
+        waiting = (self._inflight.outgoing() if self._inflight else []) + self._pending
+        keep_in_ring(out.message for out in waiting if not out.released)
+        lost = sum(1 for out in waiting if out.released and out.parts)
+        if lost:
+            logger.warning(
+                "[%s] %d payload(s) for the stalled peer are lost with this run", self._reader.consumer, lost
+            )
         if self._inflight is not None:
-            keep_in_ring(self._inflight.messages())
             self._inflight.clear()
-        keep_in_ring(out.message for out in self._pending)
         self._pending.clear()
         if for_good:
             self._reader.detach()
