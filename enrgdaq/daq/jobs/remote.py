@@ -319,7 +319,12 @@ class DAQJobRemoteProxy(_Bridge):
         from_peer.setsockopt(zmq.SUBSCRIBE, b"")
         from_peer.bind(xsub_url)
         to_peer.bind(xpub_url)
-        self._logger.info("bridge listening: publishers into %s, subscribers on %s", xsub_url, xpub_url)
+        self._logger.info(
+            "bridge listening (%s): publishers into %s, subscribers on %s",
+            "CURVE, keys of " + str(cfg.authorized_keys_dir) if self._curve is not None else "no keys",
+            xsub_url,
+            xpub_url,
+        )
         return from_peer, to_peer
 
     def _close_security(self) -> None:
