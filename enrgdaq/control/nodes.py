@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from enrgdaq.control.keys import Keys
+from enrgdaq.control.keys import Keys, supervisor_ids_pattern
 from enrgdaq.control.node import SupervisorRecord, last_seen
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.control.status import iso_time, job_status, unattended
@@ -58,6 +58,13 @@ def node_summary(client: redis.Redis, record: SupervisorRecord) -> dict[str, Any
         "api_url": _api_url(client, sid),
         "jobs": job_counts(client, sid, alive),
     }
+
+
+def node_ids(client: redis.Redis) -> list[str]:
+    """Ids of every supervisor (node) registered in this Redis, sorted; a key scan, so callers on
+    a clock (the routes tick) call it at most about once a second."""
+    keys = client.scan_iter(match=supervisor_ids_pattern(), count=1000)
+    return sorted({str(key).split(":")[1] for key in keys})
 
 
 def list_nodes(client: redis.Redis) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from enrgdaq.constants import SUPERVISOR_ID_ENV
 from enrgdaq.control.connection import connect
 from enrgdaq.control.lifecycle import JobState
 from enrgdaq.control.node import SupervisorRecord, mark_alive, this_host
+from enrgdaq.control.placement import NodePlacement
 from enrgdaq.control.reconcile import Reconciler, routes_of, stores_not_running
 from enrgdaq.control.registry import JobRecord, JobRegistry
 from enrgdaq.control.status import shown_state
@@ -118,6 +119,7 @@ class SupervisorTicker:
         self.info = DAQJobInfo(
             daq_job_type="Supervisor", unique_id=supervisor_id, supervisor_info=self.record.info
         )
+        self.placement = NodePlacement(self.registry)
         self.broadcast = Topic.supervisor_broadcast(supervisor_id)
         self.watcher = ConfigWatcher(self.record.config_dir) if self.record.config_dir else None
         self._context: zmq.Context | None = None
@@ -134,10 +136,16 @@ class SupervisorTicker:
         self._publisher.send(message)
 
     def routes(self) -> None:
+        """Reconcile, then say which stores and bridges run on this node: this supervisor's jobs
+        that are not pinned elsewhere and other supervisors' jobs pinned here
+        (:mod:`enrgdaq.control.placement`)."""
+        self.placement.before_dispatch()
         records = self.reconciler.tick()
+        self.placement.after_tick(records)
+        here = self.placement.routed(records)
         self._publish(
             DAQJobMessageRoutes(
-                routes=routes_of(records), not_running=stores_not_running(records), topics={self.broadcast}
+                routes=routes_of(here), not_running=stores_not_running(here), topics={self.broadcast}
             )
         )
 
