@@ -127,6 +127,11 @@ class SeenLog:
         out, self._changed = self._changed, {}
         return out
 
+    @property
+    def has_changed(self) -> bool:
+        """Whether something was taken since the last :meth:`changed`."""
+        return bool(self._changed)
+
     def requeue(self, taken: dict[tuple[bytes, str], int]) -> None:
         """:meth:`changed` that could not be published: published with the next ones."""
         self._changed = {**taken, **self._changed}

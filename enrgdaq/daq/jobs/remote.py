@@ -254,8 +254,11 @@ class _Bridge(DAQJob):
         return max(4, min(SEND_HWM, SEND_BUFFER_BYTES // settings.slot_bytes))
 
     def _poll_ms(self) -> int:
-        """Idle: with rings to read, look at them again soon (producers send a bridge no wake-ups)."""
-        return RING_POLL_MS if self._rings is not None and self._rings.reading else POLL_MS
+        """Idle: with rings to read, look at them again soon (producers send a bridge no wake-ups);
+        with acknowledgements to write, when they are due (the sender waits for them)."""
+        if (self._rings is not None and self._rings.reading) or self._filter.seen.has_changed:
+            return RING_POLL_MS
+        return POLL_MS
 
     def _count(self) -> None:
         counts = self._filter.counts
