@@ -40,6 +40,7 @@ from enrgdaq.message.curve import generate, key_pair, public_key
 from enrgdaq.message.proxy import MessageProxy
 from enrgdaq.models import SupervisorInfo
 
+BRIDGE_RING_BYTES = 64 * 2**20
 NODE_A, NODE_B = SupervisorInfo(supervisor_id="bench-a"), SupervisorInfo(supervisor_id="bench-b")
 
 
@@ -102,6 +103,9 @@ def run_bridge(values: int, count: int, timeout: float = 180.0) -> BridgeOutcome
     for proxy in proxies:
         proxy.start()
     ring_bytes, slot_bytes = ring_geometry(values)
+    # A ring is a bridge's window of payloads not yet acknowledged by the other node: a few
+    # milliseconds' worth at least (the default ring is 256 MiB; bare pyzmq queues 1,000 messages).
+    ring_bytes = max(ring_bytes, BRIDGE_RING_BYTES)
     plane = {
         n: DataPlaneSettings(run_dir=dirs[n], ring_bytes=ring_bytes, slot_bytes=slot_bytes)
         for n in ("a", "b")

@@ -29,7 +29,7 @@ import redis
 
 from enrgdaq.control.keys import PREFIX
 
-ACK_SECONDS = 0.002
+ACK_SECONDS = 0.005
 """How often a receiving bridge writes what it has, and a sending one reads it (while waiting)."""
 GAP = "!gap"
 """The field a receiver sets (nanoseconds, wall clock) when it dropped a payload after a gap."""
