@@ -91,6 +91,11 @@ class JobConflictError(ControlPlaneError):
     already, or it is already running (the REST API answers 409)."""
 
 
+class NodeNotHereError(ControlPlaneError):
+    """Raised when a job's run starts on a machine that does not hold its node's message plane
+    (a worker on another host taking that node's queue): its data would go nowhere."""
+
+
 class AlreadyRunningError(ControlPlaneError):
     """Raised when ``enrgdaq up`` finds another one running on its directory, run directory or id."""
 

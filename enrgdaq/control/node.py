@@ -92,3 +92,20 @@ def this_host() -> str:
     own host; give containers that share a PID namespace the same name, others not.
     """
     return os.environ.get("ENRGDAQ_HOSTNAME") or socket.gethostname()
+
+
+def plane_missing_here(record: SupervisorRecord) -> str | None:
+    """Why this machine cannot reach ``record``'s message plane (None: it can). The plane's ipc
+    sockets are files in the node's run directory: on another host (a worker that took this
+    node's queue without being on its machine) they are not there, and a job's messages would
+    go nowhere while it showed as running."""
+    for url in (record.xpub_url, record.xsub_url):
+        if url.startswith("ipc://") and not os.path.exists(url.removeprefix("ipc://")):
+            return (
+                f"node '{record.supervisor_id}' (supervisor on host '{record.hostname or '?'}') has its "
+                f"message plane in {record.run_dir}, which this machine ('{this_host()}') does not have "
+                f"({url} is missing): a worker runs the jobs of the node whose supervisor is on its "
+                "machine. Make this machine a node of its own (docs/hardware.md, 'A device on another "
+                "machine'), or run this worker where that supervisor runs"
+            )
+    return None

@@ -25,11 +25,11 @@ from enrgdaq.control.flower_progress import FlowerProgress
 from enrgdaq.control.keeper import LeaseKeeper
 from enrgdaq.control.lifecycle import Outcome
 from enrgdaq.control.masking import mask_text
-from enrgdaq.control.node import SupervisorRecord, this_host
+from enrgdaq.control.node import SupervisorRecord, plane_missing_here, this_host
 from enrgdaq.control.queues import worker_node
 from enrgdaq.control.registry import JobRegistry
 from enrgdaq.daq.types import load_plugins
-from enrgdaq.errors import ConfigError
+from enrgdaq.errors import ConfigError, NodeNotHereError
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,9 @@ class JobRun:
             return Outcome.STOPPED, "job was removed"
         spec = load_job_text(record.config, record.config_file or f"{self.unique_id}.toml")
         node = self._node_record(supervisor, getattr(spec.config, "node", None))
+        missing = plane_missing_here(node)
+        if missing is not None:
+            raise NodeNotHereError(missing)
         job = spec.daq_job_cls(
             spec.config,
             supervisor_info=node.info,
