@@ -57,18 +57,24 @@ def job_state(workdir: str, unique_id: str) -> str | None:
 
 
 PLUGIN = """
+import os
 import time
 
 from enrgdaq.daq.base import DAQJob
 from enrgdaq.daq.models import DAQJobConfig
 
 
+class DAQJobDigitizerGoneConfig(DAQJobConfig):
+    fail_when: str  # the digitizer stops answering once this file is there
+
+
 class DAQJobDigitizerGone(DAQJob):
-    config_type = DAQJobConfig
+    config_type = DAQJobDigitizerGoneConfig
 
     def start(self) -> None:
-        if self.sleep_until(time.monotonic() + 3):
-            raise RuntimeError("digitizer stopped answering; password=hunter2")
+        while self.sleep_until(time.monotonic() + 0.05):
+            if os.path.exists(self.config.fail_when):
+                raise RuntimeError("digitizer stopped answering; password=hunter2")
 """
 
 
@@ -76,8 +82,9 @@ def test_flower_shows_live_rates_and_terminate_is_a_stop_that_is_never_undone(tm
     workdir = str(tmp_path)
     private_configs(workdir, top='plugins = ["flower_lab_jobs"]')
     (tmp_path / "configs" / "flower_lab_jobs.py").write_text(PLUGIN)
+    fail_when = tmp_path / "digitizer-gone"
     (tmp_path / "configs" / "digitizer.toml").write_text(
-        'daq_job_type = "DAQJobDigitizerGone"\nrestart_on_crash = false\n'
+        f'daq_job_type = "DAQJobDigitizerGone"\nrestart_on_crash = false\nfail_when = "{fail_when}"\n'
     )
     port = free_port()
     env = {**user_env(), "FLOWER_BASIC_AUTH": AUTH}
@@ -98,6 +105,9 @@ def test_flower_shows_live_rates_and_terminate_is_a_stop_that_is_never_undone(tm
                 None,
             )
 
+        # Flower sees task events from when it is up: the digitizer fails once Flower shows it running.
+        wait_for(lambda: "DAQJobDigitizerGone[digitizer]" in job_tasks(port), 40, "the digitizer in Flower")
+        fail_when.touch()
         failed = wait_for(crashed, 40, "the digitizer's crash in Flower")
         assert failed["result"] == "crashed: RuntimeError: digitizer stopped answering; password=***", failed
         assert "RuntimeError" in str(failed["exception"])
