@@ -14,12 +14,11 @@ import os
 import shutil
 import signal
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
 from enrgdaq.message.curve import generate
-from tests.harness.nodes import Node, two_nodes
+from tests.harness.nodes import Node
 from tests.harness.ports import free_port
 from tests.harness.system import csv_rows
 from tests.harness.waiting import wait_for
@@ -28,12 +27,7 @@ pytestmark = pytest.mark.system
 
 NODE_A = "bridge-a"
 NODE_B = "bridge-b"
-
-
-@pytest.fixture
-def nodes(tmp_path: os.PathLike[str]) -> Iterator[tuple[Node, Node]]:
-    with two_nodes(str(tmp_path), NODE_A, NODE_B) as pair:
-        yield pair
+NODE_IDS = (NODE_A, NODE_B)  # the `nodes` fixture's two nodes (tests/system/conftest.py)
 
 
 def bridged(a: Node, b: Node, rate_hz: float) -> None:

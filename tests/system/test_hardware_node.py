@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -29,7 +28,7 @@ import pytest
 
 from enrgdaq.data.settings import ring_path
 from tests.harness.celery_proc import REPO, CeleryProcess
-from tests.harness.nodes import Node, two_nodes
+from tests.harness.nodes import Node
 from tests.harness.ports import free_port
 from tests.harness.waiting import wait_for
 
@@ -37,14 +36,9 @@ pytestmark = pytest.mark.system
 
 MAIN = "lab-daq"
 DEVICE = "lab-hv"
+NODE_IDS = (MAIN, DEVICE)  # the `nodes` fixture's two nodes (tests/system/conftest.py)
 EXAMPLE = os.path.join(REPO, "configs", "hardware", "caen_hv.toml")
 CHANNELS = {"0", "1", "2", "3"}  # the example's simulated board: one slot, four channels
-
-
-@pytest.fixture
-def nodes(tmp_path: os.PathLike[str]) -> Iterator[tuple[Node, Node]]:
-    with two_nodes(str(tmp_path), MAIN, DEVICE) as pair:
-        yield pair
 
 
 def enrgdaq(node: Node, *args: str) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -23,7 +22,7 @@ from enrgdaq.daq.models import DAQJobMessageRoutes
 from enrgdaq.daq.topics import Topic, exact
 from enrgdaq.data.settings import ring_path
 from enrgdaq.message.client import MessagePlaneClient, own_topic
-from tests.harness.nodes import Node, two_nodes
+from tests.harness.nodes import Node
 from tests.harness.system import csv_rows
 from tests.harness.waiting import stays, wait_for
 
@@ -31,12 +30,7 @@ pytestmark = pytest.mark.system
 
 NODE_A = "nodes-a"
 NODE_B = "nodes-b"
-
-
-@pytest.fixture
-def nodes(tmp_path: os.PathLike[str]) -> Iterator[tuple[Node, Node]]:
-    with two_nodes(str(tmp_path), NODE_A, NODE_B) as pair:
-        yield pair
+NODE_IDS = (NODE_A, NODE_B)  # the `nodes` fixture's two nodes (tests/system/conftest.py)
 
 
 def two_nodes_with_a_pinned_producer(a: Node, b: Node) -> None:

@@ -160,10 +160,16 @@ def warm_up(source: DAQJobRowSource, node: Node) -> None:
 
 
 def bridge(
-    tmp_path: Any, a: Node, b: Node, client_key: str = "node-a", curve: bool = True, proxy: bool = True
+    tmp_path: Any,
+    a: Node,
+    b: Node,
+    client_key: str = "node-a",
+    curve: bool = True,
+    proxy: bool = True,
+    routes: dict[str, list[str]] | None = None,
 ) -> tuple[int, int]:
     """A DAQJobRemoteProxy on b (unless told), and a DAQJobRemote on a connected to it (CURVE
-    unless told); the proxy's two ports."""
+    unless told; ``routes``: a's stores, for payloads that come back to a); the proxy's two ports."""
     k = keys(tmp_path) if curve else {}
     pub_port, sub_port = free_port(), free_port()
     if proxy:
@@ -178,6 +184,7 @@ def bridge(
             secret_key_file=os.path.join(k["dir"], f"{client_key}.key_secret") if curve else None,
             server_public_key_file=os.path.join(k["dir"], "node-b.key") if curve else None,
         ),
+        routes=routes,
     )
     return pub_port, sub_port
 
@@ -295,26 +302,7 @@ def test_two_links_between_one_pair_store_each_row_once(nodes: tuple[Node, Node]
     a, b = nodes
     b.csv_store()
     bridge(tmp_path, a, b, curve=False)
-    pub_port, sub_port = free_port(), free_port()
-    a.job(
-        DAQJobRemoteProxy,
-        DAQJobRemoteProxyConfig(
-            daq_job_type="DAQJobRemoteProxy",
-            daq_job_unique_id="remote_proxy",
-            zmq_xsub_url=f"tcp://127.0.0.1:{pub_port}",
-            zmq_xpub_url=f"tcp://127.0.0.1:{sub_port}",
-        ),
-    )
-    b.job(
-        DAQJobRemote,
-        DAQJobRemoteConfig(
-            daq_job_type="DAQJobRemote",
-            daq_job_unique_id="remote",
-            zmq_proxy_pub_url=f"tcp://127.0.0.1:{pub_port}",
-            zmq_proxy_sub_urls=[f"tcp://127.0.0.1:{sub_port}"],
-        ),
-        routes={"DAQJobStoreCSV": ["store_csv"]},
-    )
+    bridge(tmp_path, b, a, curve=False, routes={"DAQJobStoreCSV": ["store_csv"]})
     source = a.source()
     source.routes, source.stores_not_running = {"*": ["remote", "remote_proxy"]}, frozenset()
     send(source, range(300))

@@ -260,7 +260,7 @@ class Device:
 
     opened: list[tuple[Any, ...]] = []
     instances: list[Device] = []
-    hang_open = threading.Event()
+    open_allowed = threading.Event()  # cleared: open() hangs until it is set
     fail_reads = False
 
     def __init__(self) -> None:
@@ -273,8 +273,7 @@ class Device:
         cls, system_type: Any, link_type: Any, arg: str, username: str = "", password: str = ""
     ) -> Device:
         cls.opened.append((system_type, link_type, arg, username, password))
-        while cls.hang_open.is_set():
-            time.sleep(0.01)
+        cls.open_allowed.wait()
         cls.instances.append(cls())
         return cls.instances[-1]
 
@@ -319,7 +318,7 @@ def binding() -> Any:
     Device.opened = []
     Device.instances = []
     Device.fail_reads = False
-    Device.hang_open.clear()
+    Device.open_allowed.set()
     return SimpleNamespace(
         Device=Device, SystemType=SystemType, LinkType=LinkType, ParamType=ParamType, ParamMode=ParamMode,
         Error=BindingError,
@@ -385,7 +384,7 @@ def test_a_job_whose_device_fails_ends_with_device_error_after_closing_it(caplog
 def test_stop_is_honoured_within_a_second_while_the_binding_hangs() -> None:
     stop = threading.Event()
     hv = binding()
-    Device.hang_open.set()
+    Device.open_allowed.clear()
     driver = real_driver(stop, hv=hv)
     errors: list[BaseException] = []
 
@@ -402,7 +401,7 @@ def test_stop_is_honoured_within_a_second_while_the_binding_hangs() -> None:
     stop.set()
     thread.join(2)
     elapsed = time.monotonic() - t0
-    Device.hang_open.clear()
+    Device.open_allowed.set()
     driver.close()
     assert elapsed < 1.0 and not thread.is_alive()
     assert errors and type(errors[0]).__name__ == "DAQJobStopError"

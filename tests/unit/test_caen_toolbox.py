@@ -38,7 +38,7 @@ file_path = "registers.csv"
 """
 
 STAND_IN = """#!{python}
-import json, os, sys, time
+import json, os, signal, sys
 with open(os.environ["STANDIN_LOG"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
 mode = os.environ.get("STANDIN_MODE", "ok")
@@ -46,7 +46,7 @@ if mode == "fail":
     print("Error: cannot open the digitizer (OPTICAL_LINK 0)")
     sys.exit(3)
 if mode == "slow":
-    time.sleep(60)
+    signal.pause()  # hangs until the job kills it
 with open(sys.argv[-1], "w") as f:
     f.write("# register,value\\n0x11A8,0x0000002b\\n0x8000,0x00010010\\n0x8004,0xdeadbeef\\n")
 """

@@ -39,7 +39,7 @@ def make_module(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeModul
 
 
 GOOD_PLUGIN = """\
-    import time
+    import math
 
     from enrgdaq.daq.base import DAQJob
     from enrgdaq.daq.jobs.test_job import DAQJobTest  # imported, not defined here
@@ -50,8 +50,7 @@ GOOD_PLUGIN = """\
         config_type = DAQJobConfig
 
         def start(self):
-            while not self._has_been_freed:
-                time.sleep(0.01)
+            self.sleep_until(math.inf)  # until stopped
 
 
     class DAQJobBarometer(DAQJobThermometer):
