@@ -11,7 +11,8 @@ unknown ``task-<x>`` event under the custom state ``<X>`` upper-cased, so this o
 task in state STARTED, where a ``task-progress`` event would make it "PROGRESS". That matters:
 Flower offers its Terminate button (a person's stop, see :mod:`enrgdaq.control.signals`) only
 for tasks in state STARTED. Unlike a real ``task-started`` it does not move the task's start
-time or Flower's prefetch metrics.
+time or Flower's prefetch metrics. It carries the task's shown name (``DAQJobType[id]``),
+so a Flower started or restarted after the job's ``task-received`` still names the task.
 """
 
 from __future__ import annotations
@@ -52,14 +53,18 @@ def progress_text(rates: dict[str, float], last_error: str | None) -> str:
 class FlowerProgress(threading.Thread):
     """Sends the latest rates of one job's task to Flower, never more than once a second."""
 
-    def __init__(self, app: Any, task_id: str, hostname: str | None, unique_id: str) -> None:
+    def __init__(
+        self, app: Any, task_id: str, hostname: str | None, unique_id: str, task_name: str | None = None
+    ) -> None:
         super().__init__(name=f"flower-{unique_id}", daemon=True)
         self.app = app
         self.task_id = task_id
         self.hostname = hostname
         self.unique_id = unique_id
+        self.task_name = task_name
         self.sent = 0
         self._latest: str | None = None
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._dispatcher: Any = None
@@ -71,14 +76,20 @@ class FlowerProgress(threading.Thread):
 
     def say(self, text: str) -> None:
         """Show ``text`` as the task's result (the last one before :meth:`close` is still sent)."""
-        self._latest = text
+        with self._lock:
+            self._latest = text
         self._wake.set()
+
+    def _take(self) -> str | None:
+        with self._lock:
+            text, self._latest = self._latest, None
+        return text
 
     def run(self) -> None:
         while True:
             self._wake.wait()
             self._wake.clear()
-            text, self._latest = self._latest, None
+            text = self._take()
             if text is not None:
                 try:
                     self._send(text)
@@ -88,7 +99,9 @@ class FlowerProgress(threading.Thread):
                     self._disconnect()
                     if self._halt.wait(RECONNECT_SECONDS):
                         break
-            if self._halt.is_set():
+            # A line said while the last one was being sent (a crash said just before close)
+            # is sent before the thread ends: it is what Flower should show last.
+            if self._halt.is_set() and self._latest is None:
                 break
         self._disconnect()
 
@@ -98,7 +111,8 @@ class FlowerProgress(threading.Thread):
             self._dispatcher = self.app.events.Dispatcher(
                 self._connection, hostname=self.hostname, enabled=True
             )
-        self._dispatcher.send(PROGRESS_EVENT, uuid=self.task_id, result=text)
+        named = {"name": self.task_name} if self.task_name else {}
+        self._dispatcher.send(PROGRESS_EVENT, uuid=self.task_id, result=text, **named)
 
     def _disconnect(self) -> None:
         dispatcher, connection, self._dispatcher, self._connection = (

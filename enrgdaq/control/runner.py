@@ -41,16 +41,17 @@ class JobRun:
         self.task_id = task_id
         self.registry = JobRegistry(connect(redis_url), supervisor_id)
 
-    def run(self, flower: tuple[Any, str | None] | None = None) -> str:
+    def run(self, flower: tuple[Any, str | None, str | None] | None = None) -> str:
         """Run the job with every log record of this process going to the job's log stream.
 
-        ``flower``: the Celery app and the worker's name, to send the job's progress to Flower
-        (:mod:`enrgdaq.control.flower_progress`); None sends none.
+        ``flower``: the Celery app, the worker's name and the task's shown name, to send the
+        job's progress to Flower (:mod:`enrgdaq.control.flower_progress`); None sends none.
         """
         handler = joblog.install(self.registry.redis, self.supervisor_id, self.unique_id)
         progress = None
         if flower is not None:
-            progress = FlowerProgress(flower[0], self.task_id, flower[1], self.unique_id)
+            app, hostname, task_name = flower
+            progress = FlowerProgress(app, self.task_id, hostname, self.unique_id, task_name)
         try:
             return self._run(progress)
         finally:

@@ -28,7 +28,7 @@ def register_tasks(app: Any) -> None:
         from enrgdaq.control.runner import JobRun
 
         run = JobRun(supervisor_id, unique_id, self.request.id, app.conf.broker_url)
-        return run.run(flower=(app, self.request.hostname))
+        return run.run(flower=(app, self.request.hostname, self.request.shadow))
 
     def tick(method: str) -> None:
         from enrgdaq.control.ticker import ticker_for_process
