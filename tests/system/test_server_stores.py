@@ -188,3 +188,64 @@ def test_killed_after_a_commit_and_servers_down_every_row_once_and_no_password_s
         ]
         assert not leaks, f"a password shows: {leaks}"
     assert "stalled" not in shown[1]
+
+
+def test_servers_down_or_a_wrong_password_show_from_the_start_before_any_data(
+    system: DAQSystem, secret_redis: PasswordRedisProcess, mariadb: MariaDBServer
+) -> None:
+    """A physicist starts the stores before the servers (or with a typo in a password): status
+    says so at once, not at the first row hours later; the stores write once the servers are up."""
+    mariadb.stop()
+    secret_redis.stop()
+    stores = {
+        "store_redis": ("DAQJobStoreRedis", secret_redis.port, secret_redis.password, ""),
+        "store_mysql": ("DAQJobStoreMySQL", mariadb.port, mariadb.password, f'database = "{DATABASE}"'),
+        "store_mysql_typo": ("DAQJobStoreMySQL", mariadb.port, "not-it", f'database = "{DATABASE}"'),
+    }
+    for name, (kind, port, password, more) in stores.items():
+        user = f'user = "{USER}"' if kind == "DAQJobStoreMySQL" else ""
+        system.write(
+            f"{name}.toml",
+            f"""
+            daq_job_type = "{kind}"
+            host = "127.0.0.1"
+            port = {port}
+            password = "{password}"
+            {user}
+            {more}
+            """,
+        )
+    system.start_all()
+    system.start_worker("store", name="w-store-more").wait_ready()  # a process for each of the 3 stores
+
+    def stalled(names: tuple[str, ...]) -> dict[str, dict[str, Any]] | None:
+        jobs = status_of(system)
+        return jobs if all(jobs[n]["state"] == "stalled" for n in names) else None
+
+    jobs = wait_for(lambda: stalled(tuple(stores)), 30, "the three stores shown stalled", interval=0.2)
+    for name in stores:
+        assert jobs[name]["messages_in"] == 0, jobs[name]
+    assert "127.0.0.1" in jobs["store_redis"]["error"] and "ConnectionError" in jobs["store_redis"]["error"]
+    assert "Can't connect" in jobs["store_mysql"]["error"], jobs["store_mysql"]["error"]
+
+    secret_redis.start()
+    mariadb.start()
+    jobs = wait_for(
+        lambda: (found := status_of(system))["store_mysql"]["state"] == "running"
+        and found["store_redis"]["state"] == "running"
+        and "Access denied" in (found["store_mysql_typo"]["error"] or "")
+        and found,
+        40,
+        "the stores running once their servers are up, the typo named",
+        interval=0.2,
+    )
+    assert jobs["store_mysql_typo"]["state"] == "stalled"
+    assert not any(s[2] in json.dumps(jobs) for s in stores.values()), "a password shows in status"
+
+    assert enrgdaq(system, "stop", "store_mysql_typo").returncode == 0  # it would hold the ring
+    system.wait_state("store_mysql_typo", "stopped", timeout=15)
+    producer(system, rate_hz=100)  # a new file in the config directory: started by the supervisor
+    wait_for(lambda: len(in_redis(secret_redis)) >= 30 and len(in_mariadb(mariadb)) >= 30, 40, "rows in both")
+    sent = stop_producer_and_read(system, secret_redis, mariadb)
+    assert in_redis(secret_redis) == list(range(sent))
+    assert_exactly_once(sent, in_mariadb(mariadb), "MariaDB")

@@ -349,9 +349,10 @@ class StoreHandling:
         super().cleanup()  # type: ignore[misc]  # DAQJob.cleanup: next in a store's MRO
         if self._writes.failing or self._held or self.has_unflushed_data():
             self._retry_writes()
-        if self._writes.failing:
+        unwritten = len(self._held) + len(self._unreleased)
+        if self._writes.failing and (unwritten or self.has_unflushed_data()):
             text = (
-                f"stopped while it cannot write: {len(self._held) + len(self._unreleased)} "
+                f"stopped while it cannot write: {unwritten} "
                 f"message(s) not written ({self.counters.last_error})"
             )
             self._logger.error("%s", text)

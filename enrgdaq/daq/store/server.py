@@ -4,7 +4,9 @@ Such a store buffers what ``handle_message`` converts (no I/O there) and writes 
 ``store_loop`` when :meth:`~enrgdaq.daq.store.base.DAQJobStore.write_due` says so, in one
 transaction per write. A server that is down, restarting or refusing the write raises the
 driver's error; it becomes :class:`~enrgdaq.errors.StoreWriteError`: the rows stay buffered, the
-ring slots stay held, the store shows ``stalled`` and the base class retries with backoff.
+ring slots stay held, the store shows ``stalled`` and the base class retries with backoff. An idle
+store connects too (at its start), so that a server that is away or refuses the login shows from
+the start, not at the first row.
 
 **Exactly once across a kill -9.** The transaction that writes the rows also records, in the
 server, the ring positions the write covers (:meth:`DAQJobStore.pending_ring_positions`). Each
@@ -112,6 +114,8 @@ class DAQJobServerStore(DAQJobStore, Generic[T]):
         """Write what is buffered when it is due, in one transaction with the ring positions;
         a failure raises ``StoreWriteError`` with everything still buffered."""
         if not self._pending:
+            if self._written is None:
+                self._reach()
             return
         if not self._write_failed and not self.write_due():
             return
@@ -130,11 +134,25 @@ class DAQJobServerStore(DAQJobStore, Generic[T]):
             if todo:
                 self.rows_written += self._write(todo, self.pending_ring_positions())
         except self.server_errors as exc:
-            self._written = None  # the outcome may be unknown: read the positions again
-            self._disconnect()
-            raise StoreWriteError(f"{self.server_name()}: {type(exc).__name__}: {exc}") from exc
+            raise self._broken(exc) from exc
         self._pending.clear()
         self._write_failed = False
+
+    def _reach(self) -> None:
+        """Connect while idle when there is no connection yet, so that a server that is down or
+        refuses the login shows in ``enrgdaq status`` (``stalled``, with the server's error) from
+        the store's start, not only once data comes; it is retried with the write backoff."""
+        try:
+            self._written = self._read_written()
+        except self.server_errors as exc:
+            raise self._broken(exc) from exc
+
+    def _broken(self, exc: BaseException) -> StoreWriteError:
+        """After a driver error: drop the connection; the outcome of a write may be unknown, so
+        the next connection reads the positions again."""
+        self._written = None
+        self._disconnect()
+        return StoreWriteError(f"{self.server_name()}: {type(exc).__name__}: {exc}")
 
     def has_unflushed_data(self) -> bool:
         return bool(self._pending)
