@@ -15,13 +15,12 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import uuid
 from datetime import date
 
 import pytest
 
-from tests.harness.ports import free_port
+from tests.harness.ports import free_port, port_free
 from tests.harness.up import enrgdaq, start_up, stop_up
 from tests.harness.waiting import wait_for
 from tests.system.monitoring_webhook import WebhookServer
@@ -33,16 +32,6 @@ pytestmark = [pytest.mark.system, pytest.mark.xdist_group("up")]
 UPSTREAM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "upstream_configs")
 EXAMPLES = ("handle_stats", "handle_alerts", "alert_slack", "healthcheck", "pc_metrics", "serve_http")
 SLACK_URL = "https://hooks.slack.com/services/xxxxxxxxxxxxxxxxxxxxxxxxx"
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-        return True
 
 
 def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -231,10 +231,12 @@ def test_servers_down_or_a_wrong_password_show_from_the_start_before_any_data(
     secret_redis.start()
     mariadb.start()
     jobs = wait_for(
-        lambda: (found := status_of(system))["store_mysql"]["state"] == "running"
-        and found["store_redis"]["state"] == "running"
-        and "Access denied" in (found["store_mysql_typo"]["error"] or "")
-        and found,
+        lambda: (
+            (found := status_of(system))["store_mysql"]["state"] == "running"
+            and found["store_redis"]["state"] == "running"
+            and "Access denied" in (found["store_mysql_typo"]["error"] or "")
+            and found
+        ),
         40,
         "the stores running once their servers are up, the typo named",
         interval=0.2,
