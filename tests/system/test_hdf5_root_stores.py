@@ -78,6 +78,16 @@ def seq_count(kind: str, out_dir: str) -> int:
     return 0 if found is None else len(found["seq"])
 
 
+def store_story(system: DAQSystem) -> str:
+    """The store's runs as its worker logged them (starts, recoveries, kills, failed writes): what a
+    failure of exactly once needs to be understood."""
+    lines = []
+    for name in sorted(os.listdir(system.log_dir)):
+        with open(os.path.join(system.log_dir, name), errors="replace") as f:
+            lines += [f"{name}: {line.rstrip()}" for line in f if "[store]" in line and "DEBUG" not in line]
+    return "\n".join(lines[-60:])
+
+
 @pytest.mark.parametrize("kind", ["hdf5", "root"])
 def test_killed_right_after_a_write_then_unable_to_write_every_row_is_in_the_file_once(
     system: DAQSystem, tmp_path: Any, kind: str
@@ -142,7 +152,8 @@ def test_killed_right_after_a_write_then_unable_to_write_every_row_is_in_the_fil
     )
     seqs = found["seq"].tolist()
     twice = sorted(seq for seq, count in Counter(seqs).items() if count > 1)
-    assert not twice, f"{len(twice)} row(s) written twice, from {twice[:5]}"
+    story = store_story(system)
+    assert not twice, f"{len(twice)} row(s) written twice, from {twice[:5]}; the store's log:\n{story}"
     assert seqs == list(range(sent)), "a row missing or out of order"
     assert found["value"].tolist() == [float(s) for s in range(sent)]
     assert system.job("seq").stats_dict.get("ring_dropped", 0) == 0

@@ -108,7 +108,11 @@ class WriteJournal:
         if changed:
             # Not our half-done write: someone else changed the file. Cut nothing, skip nothing
             # (a row read again is better than a row cut away).
-            logger.warning("files changed since the last recorded write, left as they are: %s", changed)
+            logger.warning(
+                "files changed since the last recorded write, left as they are (their payloads are "
+                "read again): %s",
+                {p: f"{sizes[p]} now, {files[p][0]} before the write, {files[p][1]} after" for p in changed},
+            )
             return Recovery()
         if all(sizes[path] == after for path, (_before, after) in files.items()):
             return Recovery(skip=rings)
