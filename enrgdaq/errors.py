@@ -149,3 +149,9 @@ class StoreWriteError(DAQError):
     """Raised by a store when a write failed for a reason that may pass (a database down, a disk
     full): the store keeps the message(s) and retries with backoff (an ``OSError`` means the same).
     Raise it only when nothing of the message was kept, since the message is handed again."""
+
+
+class JournalUnreachableError(StoreWriteError):
+    """A store restarted after a crash cannot look at the files its last write went to (their
+    directory is moved away, unmounted or replaced): it cannot tell which of the payloads waiting
+    in its rings are on disk already, so it takes none of them until the directory is back."""

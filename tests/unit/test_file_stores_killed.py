@@ -6,6 +6,7 @@ frame away."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -13,6 +14,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -24,7 +27,8 @@ import zstandard
 
 from enrgdaq.daq.store.parquet_append import wal_path
 from tests.harness.celery_proc import REPO
-from tests.unit.file_store_rig import released, ring, step, store
+from tests.harness.waiting import stays, wait_for
+from tests.unit.file_store_rig import output_dir_replaced_by_a_file, released, ring, step, store
 
 CHILD = textwrap.dedent(
     """
@@ -151,10 +155,60 @@ def test_killed_during_or_right_after_a_write_the_next_run_writes_every_row_once
         assert released(writer) == 5, "the slots of the write the kill interrupted were given back"
         again = store(job_type, settings, out_dir=out)
         try:
-            again._skip = again.recover_writes()  # what the store's start does first
+            again._skip = again._recovered()  # what the store's start does first
             step(again)
             assert released(writer) == 10
         finally:
             again.free()
     assert numbers(case, path) == list(range(10)), "a row missing or written twice"
     assert not [n for n in os.listdir(run_dir) if n.startswith("journal-")], "journal left after a clean stop"
+
+
+@contextlib.contextmanager
+def moved_away(out_dir: str) -> Iterator[None]:
+    """Nothing at ``out_dir`` (a disk not mounted yet), then the directory back."""
+    os.rename(out_dir, out_dir + ".away")
+    try:
+        yield
+    finally:
+        os.rename(out_dir + ".away", out_dir)
+
+
+@pytest.mark.parametrize("away", [output_dir_replaced_by_a_file, moved_away])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_restarted_while_its_directory_is_away_it_waits_then_writes_every_row_once(
+    tmp_path: Any, case: str, away: Callable[[str], contextlib.AbstractContextManager[None]]
+) -> None:
+    """The kill's write went through; the next run starts while ``out`` is not a directory (moved,
+    unmounted, replaced): it cannot tell what is on disk, so it shows stalled and takes nothing
+    until the directory is back (it used to crash on a file in its place, and to take the files
+    for changed when nothing was there and write the killed write's rows again)."""
+    job_type, store_config, name = CASES[case]
+    run_dir, out = str(tmp_path / "run"), str(tmp_path / "out")
+    os.makedirs(run_dir)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, job_type, run_dir, out, "after-write", json.dumps(store_config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == -9, f"not killed: {child.stderr[-3000:]}"
+
+    with ring(run_dir) as (settings, writer):
+        again = store(job_type, settings, out_dir=out)
+        try:
+            with away(out):
+                result: list[Any] = []
+                starting = threading.Thread(target=lambda: result.append(again._recovered()), daemon=True)
+                starting.start()
+                wait_for(lambda: again.counters.write_failing == 1, 10, "the store stalled")
+                assert f"{out} is not a directory now" in str(again.counters.last_error)
+                stays(lambda: starting.is_alive() and released(writer) == 5, 0.5, "the store waiting")
+            starting.join(15)
+            assert not starting.is_alive() and again.counters.write_failing == 0
+            again._skip = result[0]
+            step(again)
+            assert released(writer) == 10
+        finally:
+            again.free()
+    assert numbers(case, os.path.join(out, name)) == list(range(10)), "a row missing or written twice"

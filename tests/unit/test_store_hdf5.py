@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,7 +62,7 @@ def h5_store(out_dir: str, settings: DataPlaneSettings) -> DAQJobStoreHDF5:
         DAQJobStoreHDF5Config(daq_job_type="DAQJobStoreHDF5", daq_job_unique_id=STORE, out_dir=out_dir)
     )
     store.configure_data_plane(settings)
-    store._skip = store.recover_writes()  # what start() does first
+    store._skip = store._recovered()  # what start() does first
     return store
 
 
@@ -213,7 +214,7 @@ from enrgdaq.data.settings import DataPlaneSettings
 store = DAQJobStoreHDF5(DAQJobStoreHDF5Config(
     daq_job_type="DAQJobStoreHDF5", daq_job_unique_id=sys.argv[2], out_dir=sys.argv[3]))
 store.configure_data_plane(DataPlaneSettings(run_dir=sys.argv[1], ring_bytes=64 * 4096, slot_bytes=4096))
-store._skip = store.recover_writes()
+store._skip = store._recovered()
 store._poll_rings()
 store.store_loop()  # written, and the file left open in SWMR mode; the slots not given back yet
 os.kill(os.getpid(), signal.SIGKILL)
@@ -249,6 +250,46 @@ def test_a_store_killed_right_after_a_write_leaves_a_file_its_next_run_repairs_a
         store.free()
     assert read(path)["seq"].tolist() == list(range(16)), "a row lost or written twice"
     assert not left_open(path)
+
+
+def test_restarted_while_its_output_directory_is_away_it_waits_then_writes_each_row_once(
+    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any
+) -> None:
+    """The next run starts while ``out`` is moved away (an unmounted disk): it cannot see the file
+    its killed run wrote, so it stalls and takes nothing; it used to take the file for changed by
+    someone else and write the killed write's rows a second time once the directory was back."""
+    settings, writer = ring
+    out_dir = str(tmp_path / "out")
+    for first in range(0, 10, 2):
+        writer.write(rows(first))
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLED_AFTER_A_WRITE), settings.run_dir, STORE, out_dir],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    os.rename(out_dir, out_dir + ".away")
+
+    store = DAQJobStoreHDF5(
+        DAQJobStoreHDF5Config(daq_job_type="DAQJobStoreHDF5", daq_job_unique_id=STORE, out_dir=out_dir)
+    )
+    store.configure_data_plane(settings)
+    try:
+        result: list[Any] = []
+        starting = threading.Thread(target=lambda: result.append(store._recovered()), daemon=True)
+        starting.start()
+        wait_for(lambda: store.counters.write_failing == 1, 10, "the store stalled")
+        assert f"{out_dir} is not a directory now" in str(store.counters.last_error)
+        os.rename(out_dir + ".away", out_dir)
+        starting.join(15)
+        assert not starting.is_alive() and store.counters.write_failing == 0
+        store._skip = result[0]
+        writer.write(rows(10))
+        step(store)
+    finally:
+        store.free()
+    assert read(os.path.join(out_dir, "run.h5"))["seq"].tolist() == list(range(12)), "a row lost or twice"
 
 
 def test_an_unwritable_output_directory_holds_the_rows_and_the_retry_writes_each_once(

@@ -85,7 +85,7 @@ def root_store(out_dir: str, settings: DataPlaneSettings, **options: Any) -> DAQ
         )
     )
     store.configure_data_plane(settings)
-    store._skip = store.recover_writes()  # what start() does first
+    store._skip = store._recovered()  # what start() does first
     return store
 
 
@@ -247,7 +247,7 @@ run_dir, store_id, out_dir, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int
 store = DAQJobStoreROOT(DAQJobStoreROOTConfig(daq_job_type="DAQJobStoreROOT",
     daq_job_unique_id=store_id, out_dir=out_dir, flush_interval_seconds=0.001))
 store.configure_data_plane(DataPlaneSettings(run_dir=run_dir, ring_bytes=64 * 4096, slot_bytes=4096))
-store._skip = store.recover_writes()
+store._skip = store._recovered()
 store._poll_rings()
 wait_for(store._due, 5, "the rows to be due (flush_interval_seconds)", interval=0.001)
 store._write_out()  # the first rows: written, their slots given back

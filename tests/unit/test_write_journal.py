@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from enrgdaq.daq.store.journal import WriteJournal
+from enrgdaq.errors import JournalUnreachableError
 
 
 def sized(path, size: int) -> str:
@@ -57,3 +60,22 @@ def test_no_journal_or_an_unreadable_one_changes_nothing(tmp_path) -> None:
     assert (journal.recover().skip, journal.recover().cut) == ({}, {})
     journal.remove()
     assert not os.path.exists(journal.path)
+
+
+def test_a_write_whose_directory_is_away_is_not_judged_until_it_is_back(tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    a = sized(out / "a.csv", 100)
+    journal = WriteJournal(str(tmp_path), "store")
+    journal.record({a: (40, 100)}, {"ring-p": (7, 12)})
+    os.rename(out, tmp_path / "aside")
+    with open(out, "w") as f:  # the directory replaced by a file (an unmounted disk looks alike)
+        f.write("not a directory\n")
+
+    with pytest.raises(JournalUnreachableError, match=f"{out} is not a directory now"):
+        journal.recover()
+    assert os.path.exists(journal.path)
+
+    os.unlink(out)
+    os.rename(tmp_path / "aside", out)
+    assert journal.recover().skip == {"ring-p": (7, 12)}  # the write went through: not repeated

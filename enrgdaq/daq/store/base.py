@@ -13,6 +13,7 @@ only once what they held is written.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ from enrgdaq.daq.topics import Topic, exact
 from enrgdaq.data.reader import RingReader
 from enrgdaq.data.runs import SlotRun
 from enrgdaq.data.settings import DataPlaneSettings
+from enrgdaq.errors import JournalUnreachableError
 
 DRAIN_SECONDS = 1.0
 """On stop, how long a store keeps taking what is already queued for it."""
@@ -52,6 +54,7 @@ class DAQJobStore(StoreHandling, DAQJob):
         self._rings: RingReader | None = None
         self._naps = len(RING_NAPS_SECONDS)  # naps taken since the last payload (all: ask for wake-ups)
         self._skip: RingPositions = {}  # ring payloads a crashed run wrote already (see recover_writes)
+        self._checked_last_write = False  # recover_writes went through (the journal may go at stop)
         super().__init__(config, *args, **kwargs)
         self._init_handling(float(getattr(config, "flush_interval", 1.0)))
 
@@ -75,7 +78,7 @@ class DAQJobStore(StoreHandling, DAQJob):
         (nothing crosses the proxy per payload); see :meth:`RingReader.arm`.
         """
         self._announce()
-        self._skip = self.recover_writes()
+        self._skip = self._recovered()
         self._poll_rings()  # resume: what producers left in the rings since this store last ran
         now = time.monotonic()
         next_poll, next_inbound = now + RING_POLL_SECONDS, now
@@ -133,6 +136,26 @@ class DAQJobStore(StoreHandling, DAQJob):
             return sum(m.count if isinstance(m, SlotRun) else 1 for m in messages)
         self._handle_messages(messages)
         return len(messages)
+
+    def _recovered(self) -> RingPositions:
+        """:meth:`recover_writes`, waited for while the files it must look at cannot be reached (an
+        ``out_dir`` moved away, unmounted or replaced): the store shows as stalled with the reason,
+        looks again with the write backoff and takes nothing from its rings meanwhile (which of
+        their payloads are on disk already is not known yet). A stop ends the wait."""
+        while not self._has_been_freed:
+            try:
+                skip = self.recover_writes()
+            except JournalUnreachableError as exc:
+                self._writes.failed(exc)
+                while not self._has_been_freed and (left := self._writes.seconds_left()) > 0:
+                    self._process_inbound(
+                        timeout_ms=max(1, min(STORE_POLL_MILLISECONDS, math.ceil(left * 1000)))
+                    )
+                continue
+            self._writes.succeeded()
+            self._checked_last_write = True
+            return skip
+        return {}
 
     def recover_writes(self) -> RingPositions:
         """Called once at start, before any ring payload is read: a store that keeps a

@@ -124,7 +124,7 @@ class FileStore(DAQJobStore):
 
     def _close_data_plane(self, for_good: bool) -> None:
         super()._close_data_plane(for_good)  # gives back the slots of what was written
-        if self._journal is not None and not self._dirty:
+        if self._journal is not None and not self._dirty and self._checked_last_write:
             self._journal.remove()  # a clean stop: nothing half done
 
     def has_unflushed_data(self) -> bool:

@@ -29,6 +29,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from enrgdaq.errors import JournalUnreachableError
+
 logger = logging.getLogger(__name__)
 
 JOURNAL_PREFIX = "journal-"
@@ -103,6 +105,8 @@ class WriteJournal:
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             logger.error("unreadable write journal %s (%s): ignored", self.path, exc)
             return Recovery()
+        for name in files:
+            require_directory(name.partition("\0")[0])
         sizes = {path: medium.length(path) for path in files}
         changed = [p for p, (before, after) in files.items() if not before <= sizes[p] <= after]
         if changed:
@@ -128,6 +132,18 @@ class WriteJournal:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+def require_directory(path: str) -> None:
+    """Raise :class:`JournalUnreachableError` while ``path``'s directory is not there: a file
+    missing from a directory that is there was removed (length 0, its rows are written again), but
+    a directory that is not there says nothing about what is on disk."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise JournalUnreachableError(
+            f"cannot check the last write before the crash: {directory} is not a directory now; "
+            "the data waits in the ring until it is back"
+        )
 
 
 def _size(path: str) -> int:

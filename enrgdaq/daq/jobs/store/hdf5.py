@@ -48,7 +48,7 @@ from enrgdaq.daq.store.models import (
 )
 from enrgdaq.daq.store.paths import modify_file_path
 from enrgdaq.data.settings import DataPlaneSettings
-from enrgdaq.errors import StoreWriteError
+from enrgdaq.errors import JournalUnreachableError, StoreWriteError
 
 IDLE_CLOSE_SECONDS = 60.0
 """A file not written for this long is closed (a clean close: yesterday's file after midnight)."""
@@ -234,6 +234,8 @@ class DAQJobStoreHDF5(DAQJobStore):
             try:
                 recovery = self._journal.recover(H5Rows(self._logger))
                 break
+            except JournalUnreachableError:
+                raise  # waited for by the store's loop (see DAQJobStore._recovered)
             except Exception as exc:  # h5py raises OSError and others (a lock still held, ...)
                 if attempt + 1 == RECOVERY_ATTEMPTS:
                     # Writing on without knowing would write the last write's rows twice: this run
@@ -257,7 +259,7 @@ class DAQJobStoreHDF5(DAQJobStore):
 
     def _close_data_plane(self, for_good: bool) -> None:
         super()._close_data_plane(for_good)
-        if self._journal is not None and not self._pending:
+        if self._journal is not None and not self._pending and self._checked_last_write:
             self._journal.remove()  # a clean stop: nothing half done
 
 

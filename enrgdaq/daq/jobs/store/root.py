@@ -50,7 +50,7 @@ from enrgdaq.daq.store.root_file import (
 )
 from enrgdaq.daq.store.undo import UndoLog
 from enrgdaq.data.settings import DataPlaneSettings
-from enrgdaq.errors import StoreWriteError
+from enrgdaq.errors import JournalUnreachableError, StoreWriteError
 
 IDLE_CLOSE_SECONDS = 60.0
 """A file not written for this long is let go (yesterday's file after midnight)."""
@@ -247,6 +247,8 @@ class DAQJobStoreROOT(DAQJobStore):
             return {}
         try:
             recovery = self._journal.recover(RootEntries(self._logger))
+        except JournalUnreachableError:
+            raise  # waited for by the store's loop (see DAQJobStore._recovered)
         except Exception as exc:
             self._logger.error(
                 "cannot check the last write before the crash (%s): its rows are written again", exc
@@ -266,7 +268,7 @@ class DAQJobStoreROOT(DAQJobStore):
 
     def _close_data_plane(self, for_good: bool) -> None:
         super()._close_data_plane(for_good)
-        if self._journal is not None and not self._pending:
+        if self._journal is not None and not self._pending and self._checked_last_write:
             self._journal.remove()  # a clean stop: nothing half done
 
 
