@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -308,6 +309,55 @@ def test_a_store_killed_in_or_right_after_a_write_leaves_a_readable_file_and_wri
     assert got["seq"].tolist() == list(range(12)), "a row lost or written twice"
     assert got["value"].tolist() == [s * 0.5 for s in range(12)]
     assert [n for n in os.listdir(out_dir) if n != "run.root"] == [], "an undo log or another file left"
+
+
+def test_restarted_while_its_output_directory_is_replaced_it_waits_then_writes_each_row_once(
+    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any
+) -> None:
+    """Killed right after a write; the next run starts while a file stands where ``out`` was: it
+    can neither read its undo log nor the tree, so it stalls and takes nothing (it used to give
+    up on the undo and write the killed write's rows a second time once the directory was back)."""
+    settings, writer = ring
+    out_dir = str(tmp_path / "out")
+    writer.write(rows(0, 4))
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED), settings.run_dir, STORE, out_dir, "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as killed:
+        assert killed.stdin is not None and killed.stdout is not None
+        assert killed.stdout.readline() == "written\n"
+        writer.write(rows(4, 4))
+        killed.stdin.write("go\n")
+        killed.stdin.flush()
+        assert killed.stdout.readline() == "killed after the write\n"
+        assert killed.wait(60) == -signal.SIGKILL
+
+    store = DAQJobStoreROOT(
+        DAQJobStoreROOTConfig(
+            daq_job_type="DAQJobStoreROOT",
+            daq_job_unique_id=STORE,
+            out_dir=out_dir,
+            flush_interval_seconds=0.001,
+        )
+    )
+    store.configure_data_plane(settings)
+    try:
+        with output_dir_replaced_by_a_file(out_dir):
+            result: list[Any] = []
+            starting = threading.Thread(target=lambda: result.append(store._recovered()), daemon=True)
+            starting.start()
+            wait_for(lambda: store.counters.write_failing == 1, 10, "the store stalled")
+            assert "cannot undo the write the crash cut short" in str(store.counters.last_error)
+        starting.join(15)
+        assert not starting.is_alive() and store.counters.write_failing == 0
+        store._skip = result[0]
+        writer.write(rows(8, 4))
+        write_all(store)
+    finally:
+        store.free()
+    assert read(os.path.join(out_dir, "run.root"))["seq"].tolist() == list(range(12)), "a row lost or twice"
 
 
 def test_an_unwritable_output_directory_holds_the_rows_and_the_retry_writes_each_once(

@@ -237,10 +237,11 @@ class DAQJobStoreROOT(DAQJobStore):
         try:
             restored = self._undo.rollback()
         except OSError as exc:
-            self._logger.error(
-                "cannot undo the write the crash cut short (%s): retried before the next write", exc
-            )
-            return {}
+            # Its directory away or unwritable: what is on disk is not known until the undo is done,
+            # so nothing is taken from the rings meanwhile (see DAQJobStore._recovered).
+            raise JournalUnreachableError(
+                f"cannot undo the write the crash cut short ({exc}); the data waits in the ring until it can"
+            ) from exc
         if restored:
             self._logger.warning("a write cut short by a crash was undone in %s", restored)
         if self._journal is None:
