@@ -100,7 +100,12 @@ class FailingDevice(SimulatedDigitizer):
 
 
 def test_a_device_error_ends_the_run_with_it_after_closing_the_device() -> None:
-    j = job('connection_type = "SIMULATED"\nsw_trigger_mode = 1\nsimulated_trigger_rate_hz = 1000')
+    # Every sample kept (filter_threshold_mv = 0): each event read makes rows, whatever its pulse's
+    # height (with the default 50 mV two reads of small pulses can make none: it failed once in CI).
+    j = job(
+        'connection_type = "SIMULATED"\nsw_trigger_mode = 1\nsimulated_trigger_rate_hz = 1000\n'
+        "filter_threshold_mv = 0"
+    )
     device = FailingDevice(j.config)
     j.new_driver = lambda: device  # type: ignore[method-assign]
     with pytest.raises(DeviceError, match="COMM_ERROR"):
