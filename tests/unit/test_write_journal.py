@@ -79,3 +79,46 @@ def test_a_write_whose_directory_is_away_is_not_judged_until_it_is_back(tmp_path
     os.unlink(out)
     os.rename(tmp_path / "aside", out)
     assert journal.recover().skip == {"ring-p": (7, 12)}  # the write went through: not repeated
+
+
+class MovedWhileRead:
+    """Byte files, whose directory is moved away while the first length is read (the race of a
+    restart with a disk being unmounted): the length read is of nothing."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def length(self, name: str) -> int:
+        if os.path.isdir(self.directory):
+            os.rename(self.directory, self.directory + ".away")
+        return os.path.getsize(name) if os.path.exists(name) else 0
+
+    def cut(self, name: str, length: int) -> None:
+        raise AssertionError("nothing may be cut on a length read of nothing")
+
+
+class Unreadable:
+    def length(self, name: str) -> int:
+        raise PermissionError(13, "Permission denied", name)
+
+    def cut(self, name: str, length: int) -> None:
+        raise AssertionError("not reached")
+
+
+def test_a_directory_that_goes_while_its_files_are_measured_or_a_file_that_cannot_be_read_is_not_judged(
+    tmp_path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    a = sized(out / "a.csv", 100)
+    journal = WriteJournal(str(tmp_path), "store")
+    journal.record({a: (40, 100)}, {"ring-p": (7, 12)})
+
+    with pytest.raises(JournalUnreachableError, match="is not a directory now"):
+        journal.recover(MovedWhileRead(str(out)))
+    with pytest.raises(JournalUnreachableError, match="Permission denied"):
+        os.rename(tmp_path / "out.away", out)
+        journal.recover(Unreadable())
+
+    assert os.path.getsize(a) == 100 and os.path.exists(journal.path)
+    assert journal.recover().skip == {"ring-p": (7, 12)}

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -105,9 +106,7 @@ class WriteJournal:
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             logger.error("unreadable write journal %s (%s): ignored", self.path, exc)
             return Recovery()
-        for name in files:
-            require_directory(name.partition("\0")[0])
-        sizes = {path: medium.length(path) for path in files}
+        sizes = _measure(files, medium)
         changed = [p for p, (before, after) in files.items() if not before <= sizes[p] <= after]
         if changed:
             # Not our half-done write: someone else changed the file. Cut nothing, skip nothing
@@ -123,7 +122,8 @@ class WriteJournal:
         cut = {}
         for path, (before, _after) in files.items():
             if sizes[path] > before:
-                medium.cut(path, before)
+                with _unreachable_on_os_error():
+                    medium.cut(path, before)
                 cut[path] = before
         if cut:
             logger.warning("a write cut short by a crash was undone: %s", cut)
@@ -132,6 +132,29 @@ class WriteJournal:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+def _measure(files: dict[str, tuple[int, int]], medium: Medium) -> dict[str, int]:
+    """The targets' lengths now. A directory that is not there before or after they are read (a
+    length read meanwhile may be of nothing), or a read that fails, leaves it unknown:
+    :class:`JournalUnreachableError`, never a guess."""
+    for name in files:
+        require_directory(name.partition("\0")[0])
+    with _unreachable_on_os_error():
+        sizes = {name: medium.length(name) for name in files}
+    for name in files:
+        require_directory(name.partition("\0")[0])
+    return sizes
+
+
+@contextlib.contextmanager
+def _unreachable_on_os_error() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise JournalUnreachableError(
+            f"cannot check the last write before the crash ({exc}); the data waits in the ring until it can"
+        ) from exc
 
 
 def require_directory(path: str) -> None:
