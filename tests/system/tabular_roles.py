@@ -27,6 +27,7 @@ from enrgdaq.daq.store.models import (
 from enrgdaq.data.reader import RingReader
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.models import SupervisorInfo
+from tests.harness.waiting import wait_for
 
 KEYS = ["n", "i", "label", "value"]
 
@@ -79,11 +80,10 @@ def consumer(cfg: dict[str, Any]) -> int:
     reader = RingReader(cfg["name"], cfg["run_dir"])
     deadline = time.monotonic() + cfg.get("timeout_s", 120.0)
     log = os.open(cfg["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    while not reader.trackers:
-        if time.monotonic() > deadline:
-            return 2
-        reader.scan()
-        time.sleep(0.005)
+    try:
+        wait_for(lambda: (reader.scan(), reader.trackers)[1], deadline - time.monotonic(), "the ring")
+    except AssertionError:
+        return 2
     write_json(cfg["ready"], {"pid": os.getpid()})
     ended = False
     while not ended:

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.system, pytest.mark.xdist_group("up")]
 ROWS = 400
 
 PLUGIN = """
+import math
 import time
 
 import pyarrow as pa
@@ -44,15 +45,15 @@ class LabCounter(DAQJob):
     queue = "lab"
 
     def start(self):
+        due = time.monotonic()
         for seq in range(self.config.rows):
-            if self._has_been_freed:
-                return
             table = pa.table({"seq": [seq], "channel": [7]})
             message = DAQJobMessageStorePyArrow(store_config=self.config.store_config, table=table)
             self._put_message_out(message)
-            time.sleep(0.02)
-        while not self._has_been_freed:
-            time.sleep(0.05)
+            due += 0.02  # 50 rows a second, paced by the job API (ends at once on a stop)
+            if not self.sleep_until(due):
+                return
+        self.sleep_until(math.inf)  # all sent: idle until stopped
 """
 
 

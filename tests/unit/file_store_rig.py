@@ -7,15 +7,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 
 from enrgdaq.daq.store.base import DAQJobStore
+from enrgdaq.daq.store.journal import RingPositions
 from enrgdaq.daq.types import get_daq_job_class
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.data.writer import RingWriter
+from tests.harness.waiting import wait_for
 
 STORE_ID = "store"
 
@@ -77,3 +80,34 @@ def output_dir_replaced_by_a_file(out_dir: str) -> Iterator[None]:
     finally:
         os.unlink(out_dir)
         os.rename(aside, out_dir)
+
+
+@contextlib.contextmanager
+def moved_away(out_dir: str) -> Iterator[None]:
+    """Nothing at ``out_dir`` (a disk not mounted yet), then the directory back."""
+    os.rename(out_dir, out_dir + ".away")
+    try:
+        yield
+    finally:
+        os.rename(out_dir + ".away", out_dir)
+
+
+def recovered_after(
+    job: DAQJobStore,
+    away: contextlib.AbstractContextManager[None],
+    says: str,
+    meanwhile: Callable[[], None] = lambda: None,
+) -> RingPositions:
+    """The store's start-up check of its last write (``_recovered``, as ``start`` runs it) begun
+    while ``away`` keeps its output directory from it: the store must stall with ``says`` in its
+    error (``meanwhile`` looks at it then) and finish once the directory is back. Its result."""
+    result: list[RingPositions] = []
+    starting = threading.Thread(target=lambda: result.append(job._recovered()), daemon=True)
+    with away:
+        starting.start()
+        wait_for(lambda: job.counters.write_failing == 1, 10, "the store stalled")
+        assert says in str(job.counters.last_error), job.counters.last_error
+        meanwhile()
+    starting.join(15)
+    assert not starting.is_alive() and job.counters.write_failing == 0, "still stalled"
+    return result[0]

@@ -14,8 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -27,8 +26,16 @@ import zstandard
 
 from enrgdaq.daq.store.parquet_append import wal_path
 from tests.harness.celery_proc import REPO
-from tests.harness.waiting import stays, wait_for
-from tests.unit.file_store_rig import output_dir_replaced_by_a_file, released, ring, step, store
+from tests.harness.waiting import stays
+from tests.unit.file_store_rig import (
+    moved_away,
+    output_dir_replaced_by_a_file,
+    recovered_after,
+    released,
+    ring,
+    step,
+    store,
+)
 
 CHILD = textwrap.dedent(
     """
@@ -82,6 +89,17 @@ CASES = {
     "raw": ("DAQJobStoreRaw", {"raw": {"file_path": "rows.arrows", "overwrite": False}}, "rows.arrows"),
     "parquet": ("DAQJobStoreParquet", {"parquet": {"file_path": "rows.parquet"}}, "rows.parquet"),
 }
+
+
+def killed(job_type: str, run_dir: str, out: str, point: str, store_config: dict[str, Any]) -> None:
+    """Run CHILD: a store that writes 5 rows, takes 5 more and is killed -9 at ``point``."""
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, job_type, run_dir, out, point, json.dumps(store_config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == -9, f"not killed: {child.stderr[-3000:]}"
 
 
 def whole_zstd_frames(data: bytes) -> bytes:
@@ -138,13 +156,7 @@ def test_killed_during_or_right_after_a_write_the_next_run_writes_every_row_once
     job_type, store_config, name = CASES[case]
     run_dir, out = str(tmp_path / "run"), str(tmp_path / "out")
     os.makedirs(run_dir)
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, job_type, run_dir, out, point, json.dumps(store_config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert child.returncode == -9, f"not killed: {child.stderr[-3000:]}"
+    killed(job_type, run_dir, out, point, store_config)
     path = os.path.join(out, name)
     if case != "parquet":
         assert readable_after_the_kill(case, path)[:5] == [0, 1, 2, 3, 4]
@@ -164,16 +176,6 @@ def test_killed_during_or_right_after_a_write_the_next_run_writes_every_row_once
     assert not [n for n in os.listdir(run_dir) if n.startswith("journal-")], "journal left after a clean stop"
 
 
-@contextlib.contextmanager
-def moved_away(out_dir: str) -> Iterator[None]:
-    """Nothing at ``out_dir`` (a disk not mounted yet), then the directory back."""
-    os.rename(out_dir, out_dir + ".away")
-    try:
-        yield
-    finally:
-        os.rename(out_dir + ".away", out_dir)
-
-
 @pytest.mark.parametrize("away", [output_dir_replaced_by_a_file, moved_away])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_restarted_while_its_directory_is_away_it_waits_then_writes_every_row_once(
@@ -186,27 +188,17 @@ def test_restarted_while_its_directory_is_away_it_waits_then_writes_every_row_on
     job_type, store_config, name = CASES[case]
     run_dir, out = str(tmp_path / "run"), str(tmp_path / "out")
     os.makedirs(run_dir)
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, job_type, run_dir, out, "after-write", json.dumps(store_config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert child.returncode == -9, f"not killed: {child.stderr[-3000:]}"
+    killed(job_type, run_dir, out, "after-write", store_config)
 
     with ring(run_dir) as (settings, writer):
         again = store(job_type, settings, out_dir=out)
         try:
-            with away(out):
-                result: list[Any] = []
-                starting = threading.Thread(target=lambda: result.append(again._recovered()), daemon=True)
-                starting.start()
-                wait_for(lambda: again.counters.write_failing == 1, 10, "the store stalled")
-                assert f"{out} is not a directory now" in str(again.counters.last_error)
-                stays(lambda: starting.is_alive() and released(writer) == 5, 0.5, "the store waiting")
-            starting.join(15)
-            assert not starting.is_alive() and again.counters.write_failing == 0
-            again._skip = result[0]
+            again._skip = recovered_after(
+                again,
+                away(out),
+                f"{out} is not a directory now",
+                lambda: stays(lambda: released(writer) == 5, 0.5, "nothing taken from the ring"),
+            )
             step(again)
             assert released(writer) == 10
         finally:

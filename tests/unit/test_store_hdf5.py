@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +37,7 @@ from enrgdaq.daq.store.models import (
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.data.writer import RingWriter
 from tests.harness.waiting import wait_for
+from tests.unit.file_store_rig import moved_away, recovered_after
 from tests.unit.test_store_write_errors import output_dir_replaced_by_a_file, step
 
 H5 = DAQJobStoreConfig(hdf5=DAQJobStoreConfigHDF5(file_path="run.h5", add_date=False, dataset_name="adc"))
@@ -221,6 +221,17 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
+def killed_after_a_write(settings: DataPlaneSettings, out_dir: str) -> None:
+    """Run KILLED_AFTER_A_WRITE: a store that writes what waits in the ring and is killed -9."""
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLED_AFTER_A_WRITE), settings.run_dir, STORE, out_dir],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
 def test_a_store_killed_right_after_a_write_leaves_a_file_its_next_run_repairs_and_writes_each_row_once(
     ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any
 ) -> None:
@@ -229,13 +240,7 @@ def test_a_store_killed_right_after_a_write_leaves_a_file_its_next_run_repairs_a
     path = os.path.join(out_dir, "run.h5")
     for first in range(0, 10, 2):
         writer.write(rows(first))
-    killed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(KILLED_AFTER_A_WRITE), settings.run_dir, STORE, out_dir],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed_after_a_write(settings, out_dir)
     assert left_open(path), "the killed writer's marks are in the file"
     with pytest.raises(OSError, match="already open for write"):
         h5py.File(path, "r").close()
@@ -262,29 +267,14 @@ def test_restarted_while_its_output_directory_is_away_it_waits_then_writes_each_
     out_dir = str(tmp_path / "out")
     for first in range(0, 10, 2):
         writer.write(rows(first))
-    killed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(KILLED_AFTER_A_WRITE), settings.run_dir, STORE, out_dir],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    os.rename(out_dir, out_dir + ".away")
+    killed_after_a_write(settings, out_dir)
 
     store = DAQJobStoreHDF5(
         DAQJobStoreHDF5Config(daq_job_type="DAQJobStoreHDF5", daq_job_unique_id=STORE, out_dir=out_dir)
     )
     store.configure_data_plane(settings)
     try:
-        result: list[Any] = []
-        starting = threading.Thread(target=lambda: result.append(store._recovered()), daemon=True)
-        starting.start()
-        wait_for(lambda: store.counters.write_failing == 1, 10, "the store stalled")
-        assert f"{out_dir} is not a directory now" in str(store.counters.last_error)
-        os.rename(out_dir + ".away", out_dir)
-        starting.join(15)
-        assert not starting.is_alive() and store.counters.write_failing == 0
-        store._skip = result[0]
+        store._skip = recovered_after(store, moved_away(out_dir), f"{out_dir} is not a directory now")
         writer.write(rows(10))
         step(store)
     finally:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +35,7 @@ from enrgdaq.daq.store.models import (
 from enrgdaq.data.settings import DataPlaneSettings
 from enrgdaq.data.writer import RingWriter
 from tests.harness.waiting import wait_for
+from tests.unit.file_store_rig import recovered_after
 from tests.unit.test_store_hdf5 import Today, small_disk  # noqa: F401  (small_disk: a fixture)
 from tests.unit.test_store_write_errors import output_dir_replaced_by_a_file, step
 
@@ -272,16 +272,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-@pytest.mark.parametrize(
-    "kill_at", [2, 6, 8, 0], ids=["2nd-patch", "6th-patch", "8th-patch", "after-the-write"]
-)
-def test_a_store_killed_in_or_right_after_a_write_leaves_a_readable_file_and_writes_each_row_once(
-    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any, kill_at: int
-) -> None:
-    settings, writer = ring
-    out_dir = str(tmp_path / "out")
-    path = os.path.join(out_dir, "run.root")
-    writer.write(rows(0, 4))
+def killed_in_a_write(settings: DataPlaneSettings, writer: RingWriter, out_dir: str, kill_at: int) -> str:
+    """Run KILLED: 4 rows written, 4 more given to it, killed -9 at its ``kill_at``-th save of the
+    undo log (0: right after the whole write). What it said last."""
     with subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(KILLED), settings.run_dir, STORE, out_dir, str(kill_at)],
         stdin=subprocess.PIPE,
@@ -295,6 +288,20 @@ def test_a_store_killed_in_or_right_after_a_write_leaves_a_readable_file_and_wri
         killed.stdin.flush()
         said = killed.stdout.readline()
         assert killed.wait(60) == -signal.SIGKILL
+    return said
+
+
+@pytest.mark.parametrize(
+    "kill_at", [2, 6, 8, 0], ids=["2nd-patch", "6th-patch", "8th-patch", "after-the-write"]
+)
+def test_a_store_killed_in_or_right_after_a_write_leaves_a_readable_file_and_writes_each_row_once(
+    ring: tuple[DataPlaneSettings, RingWriter], tmp_path: Any, kill_at: int
+) -> None:
+    settings, writer = ring
+    out_dir = str(tmp_path / "out")
+    path = os.path.join(out_dir, "run.root")
+    writer.write(rows(0, 4))
+    said = killed_in_a_write(settings, writer, out_dir, kill_at)
     assert said == ("killed after the write\n" if kill_at == 0 else "killed in the write\n")
     gc.collect()
     assert writer.ring.cursor(writer.ring.find_consumer(STORE)) == 1, "slots given back before the kill"
@@ -320,19 +327,7 @@ def test_restarted_while_its_output_directory_is_replaced_it_waits_then_writes_e
     settings, writer = ring
     out_dir = str(tmp_path / "out")
     writer.write(rows(0, 4))
-    with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(KILLED), settings.run_dir, STORE, out_dir, "0"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as killed:
-        assert killed.stdin is not None and killed.stdout is not None
-        assert killed.stdout.readline() == "written\n"
-        writer.write(rows(4, 4))
-        killed.stdin.write("go\n")
-        killed.stdin.flush()
-        assert killed.stdout.readline() == "killed after the write\n"
-        assert killed.wait(60) == -signal.SIGKILL
+    assert killed_in_a_write(settings, writer, out_dir, 0) == "killed after the write\n"
 
     store = DAQJobStoreROOT(
         DAQJobStoreROOTConfig(
@@ -344,15 +339,9 @@ def test_restarted_while_its_output_directory_is_replaced_it_waits_then_writes_e
     )
     store.configure_data_plane(settings)
     try:
-        with output_dir_replaced_by_a_file(out_dir):
-            result: list[Any] = []
-            starting = threading.Thread(target=lambda: result.append(store._recovered()), daemon=True)
-            starting.start()
-            wait_for(lambda: store.counters.write_failing == 1, 10, "the store stalled")
-            assert "cannot undo the write the crash cut short" in str(store.counters.last_error)
-        starting.join(15)
-        assert not starting.is_alive() and store.counters.write_failing == 0
-        store._skip = result[0]
+        store._skip = recovered_after(
+            store, output_dir_replaced_by_a_file(out_dir), "cannot undo the write the crash cut short"
+        )
         writer.write(rows(8, 4))
         write_all(store)
     finally:
